@@ -1,0 +1,83 @@
+"""qanalytics: understand SQLite-backed task queues.
+
+Write side: :func:`connect` a store, :func:`register_worker`, :func:`heartbeat`,
+:func:`enqueue`, :func:`claim`, :func:`complete`, :func:`fail`, :func:`cancel`,
+:func:`requeue_orphans`. Classic API: :class:`QueueMonitoring`. Read side:
+:func:`queue_metrics` and the frame functions.
+"""
+
+from __future__ import annotations
+
+from ._time import FakeClock, parse_duration
+from .errors import (
+    InvalidTransition,
+    QAnalyticsError,
+    ReadOnlyError,
+    SchemaError,
+    StoreError,
+    TaskNotFound,
+    UnsupportedError,
+    WorkerNotFound,
+)
+from .metrics import queue_metrics
+from .monitoring import QueueMonitoring
+from .registry import (
+    Worker,
+    active_workers,
+    get_worker,
+    heartbeat,
+    list_workers,
+    register_worker,
+    remove_worker,
+    stale_workers,
+)
+from .store import Store, StoreNotFound, connect
+from .taskqueue import (
+    Task,
+    backoff_delay,
+    cancel,
+    claim,
+    complete,
+    enqueue,
+    fail,
+    get_task,
+    requeue_orphans,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FakeClock",
+    "InvalidTransition",
+    "QAnalyticsError",
+    "QueueMonitoring",
+    "ReadOnlyError",
+    "SchemaError",
+    "Store",
+    "StoreError",
+    "StoreNotFound",
+    "Task",
+    "TaskNotFound",
+    "UnsupportedError",
+    "Worker",
+    "WorkerNotFound",
+    "__version__",
+    "active_workers",
+    "backoff_delay",
+    "cancel",
+    "claim",
+    "complete",
+    "connect",
+    "enqueue",
+    "fail",
+    "get_task",
+    "get_worker",
+    "heartbeat",
+    "list_workers",
+    "parse_duration",
+    "queue_metrics",
+    "register_worker",
+    "remove_worker",
+    "requeue_orphans",
+    "stale_workers",
+]

@@ -1,0 +1,469 @@
+"""Write side of the worker registry: register, heartbeat, remove; and liveness classes.
+
+A worker is *active* when its last heartbeat is at most ``active_within`` seconds old,
+*stale* when it is more than ``stale_after`` seconds old, and *late* in between. Removal
+is soft: the worker's row, events and heartbeat history stay for analysis, and
+registering the same id again revives it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from ._time import parse_duration, to_datetime, to_epoch
+from .errors import WorkerNotFound
+from .store import Store
+
+__all__ = [
+    "MAX_ID_LENGTH",
+    "Worker",
+    "active_workers",
+    "check_worker_id",
+    "classify",
+    "get_worker",
+    "heartbeat",
+    "list_workers",
+    "register_worker",
+    "remove_worker",
+    "stale_workers",
+]
+
+#: The longest worker id or task type accepted, in characters.
+MAX_ID_LENGTH = 200
+
+WorkerState = Literal["active", "late", "stale", "removed"]
+
+
+@dataclass(frozen=True)
+class Worker:
+    """A registered worker, as stored.
+
+    Attributes
+    ----------
+    worker_id : str
+    capabilities : dict
+        What the worker declared it can do (decoded JSON).
+    registered_at : datetime
+        When the worker was last registered (or revived), UTC.
+    last_heartbeat_at : datetime or None
+        Its most recent heartbeat, UTC.
+    removed_at : datetime or None
+        When it was removed; None while registered.
+    """
+
+    worker_id: str
+    capabilities: dict[str, Any] = field(default_factory=dict)
+    registered_at: datetime | None = None
+    last_heartbeat_at: datetime | None = None
+    removed_at: datetime | None = None
+
+    @property
+    def last_heartbeat(self) -> datetime | None:
+        """Alias of :attr:`last_heartbeat_at`, the classic name."""
+        return self.last_heartbeat_at
+
+    @property
+    def removed(self) -> bool:
+        """Whether the worker has been removed."""
+        return self.removed_at is not None
+
+    def seconds_since_heartbeat(self, now: float) -> float | None:
+        """Seconds from the last heartbeat to `now` (epoch seconds), or None if none.
+
+        Parameters
+        ----------
+        now : float
+            Epoch seconds.
+
+        Returns
+        -------
+        float or None
+        """
+        if self.last_heartbeat_at is None:
+            return None
+        return now - self.last_heartbeat_at.timestamp()
+
+
+def check_worker_id(value: Any, *, name: str = "worker_id") -> str:
+    """Validate a worker id (or another identifier such as a task type).
+
+    Parameters
+    ----------
+    value : Any
+        The candidate id.
+    name : str, default "worker_id"
+        The argument's name, for messages.
+
+    Returns
+    -------
+    str
+        The id, unchanged.
+
+    Raises
+    ------
+    TypeError
+        If it is not a string.
+    ValueError
+        If it is empty or blank, longer than :data:`MAX_ID_LENGTH`, or holds NUL
+        characters or text that is not valid Unicode.
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"{name} must not be empty or blank, got {value!r}")
+    if len(value) > MAX_ID_LENGTH:
+        raise ValueError(
+            f"{name} is {len(value)} characters long; at most {MAX_ID_LENGTH} are allowed"
+        )
+    if "\x00" in value:
+        raise ValueError(f"{name} must not contain NUL characters, got {value!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{name}={value!r} is not valid Unicode text") from None
+    return value
+
+
+def encode_json(value: Any, *, name: str, require_dict: bool = False) -> str:
+    """Serialise a value as JSON text, or raise a clear error.
+
+    Parameters
+    ----------
+    value : Any
+        The value; NaN and infinities are refused.
+    name : str
+        The argument's name, for messages.
+    require_dict : bool
+        Whether only a dict (with string keys) is acceptable.
+
+    Returns
+    -------
+    str
+    """
+    if require_dict:
+        if not isinstance(value, Mapping):
+            raise TypeError(f"{name} must be a dict, not {type(value).__name__}")
+        for key in value:
+            if not isinstance(key, str):
+                raise TypeError(f"{name} keys must be strings, got {key!r}")
+        value = dict(value)
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False, sort_keys=require_dict)
+        text.encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be JSON-serialisable: {exc}") from None
+    except UnicodeEncodeError:
+        raise ValueError(f"{name} holds text that is not valid Unicode") from None
+    return text
+
+
+def _decode_capabilities(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def _worker_from_row(row: tuple[Any, ...]) -> Worker:
+    worker_id, capabilities, registered_at, last_heartbeat_at, removed_at = row
+    return Worker(
+        worker_id=worker_id,
+        capabilities=_decode_capabilities(capabilities),
+        registered_at=to_datetime(registered_at),
+        last_heartbeat_at=to_datetime(last_heartbeat_at),
+        removed_at=to_datetime(removed_at),
+    )
+
+
+_WORKER_COLUMNS = "worker_id, capabilities, registered_at, last_heartbeat_at, removed_at"
+
+
+def register_worker(
+    db: Store, worker_id: str, capabilities: Mapping[str, Any] | None = None
+) -> Worker:
+    """Register a worker, or update an existing one (UPSERT).
+
+    Stamps the registration time and a first heartbeat (which is also kept in the
+    history), and logs ``registered`` (new or revived) or ``updated`` (capabilities
+    refreshed while registered) in ``worker_events``. Registering a removed worker
+    revives it.
+
+    Parameters
+    ----------
+    db : Store
+        A writable store.
+    worker_id : str
+        1 to 200 characters.
+    capabilities : dict, optional
+        A JSON-serialisable dict describing what the worker can do.
+
+    Returns
+    -------
+    Worker
+        The worker as stored after the call.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad id or capabilities that are not a JSON-serialisable dict.
+    ReadOnlyError
+        If the store is read-only.
+    """
+    check_worker_id(worker_id)
+    caps = encode_json(
+        {} if capabilities is None else capabilities, name="capabilities", require_dict=True
+    )
+    action = f"register worker {worker_id!r}"
+    with db.transaction(action) as conn:
+        now = db.now()
+        row = conn.execute(
+            "SELECT worker_key, removed_at FROM workers WHERE worker_id = ?", (worker_id,)
+        ).fetchone()
+        if row is None:
+            key = conn.execute(
+                "INSERT INTO workers (worker_id, capabilities, registered_at, last_heartbeat_at)"
+                " VALUES (?, ?, ?, ?) RETURNING worker_key",
+                (worker_id, caps, now, now),
+            ).fetchone()[0]
+            event = "registered"
+        else:
+            key, removed_at = row
+            event = "registered" if removed_at is not None else "updated"
+            if removed_at is not None:
+                conn.execute(
+                    "UPDATE workers SET capabilities = ?, registered_at = ?,"
+                    " last_heartbeat_at = ?, removed_at = NULL WHERE worker_key = ?",
+                    (caps, now, now, key),
+                )
+            else:
+                conn.execute(
+                    "UPDATE workers SET capabilities = ?, last_heartbeat_at = ?"
+                    " WHERE worker_key = ?",
+                    (caps, now, key),
+                )
+        conn.execute(
+            "INSERT INTO worker_events (worker_key, at, event, capabilities) VALUES (?, ?, ?, ?)",
+            (key, now, event, caps),
+        )
+        conn.execute(
+            "INSERT INTO heartbeats (worker_key, at, task_id) VALUES (?, ?, NULL)", (key, now)
+        )
+        stored = conn.execute(
+            f"SELECT {_WORKER_COLUMNS} FROM workers WHERE worker_key = ?", (key,)
+        ).fetchone()
+    return _worker_from_row(stored)
+
+
+def heartbeat(db: Store, worker_id: str, *, task_id: int | None = None) -> bool:
+    """Record a heartbeat: update the worker's last beat and append it to the history.
+
+    Both happen in one short transaction, so the history holds exactly the beats that
+    returned True.
+
+    Parameters
+    ----------
+    db : Store
+        A writable store.
+    worker_id : str
+        The beating worker.
+    task_id : int, optional
+        The task the worker is working on, if any.
+
+    Returns
+    -------
+    bool
+        True if recorded; False for an unknown or removed worker.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad worker id or task id.
+    ReadOnlyError
+        If the store is read-only.
+    """
+    check_worker_id(worker_id)
+    if task_id is not None and (isinstance(task_id, bool) or not isinstance(task_id, int)):
+        raise TypeError(f"task_id must be an int or None, not {type(task_id).__name__}")
+    with db.transaction(f"heartbeat for worker {worker_id!r}") as conn:
+        now = db.now()
+        row = conn.execute(
+            "UPDATE workers SET last_heartbeat_at = max(ifnull(last_heartbeat_at, ?1), ?1)"
+            " WHERE worker_id = ?2 AND removed_at IS NULL RETURNING worker_key",
+            (now, worker_id),
+        ).fetchone()
+        if row is None:
+            return False
+        conn.execute(
+            "INSERT INTO heartbeats (worker_key, at, task_id) VALUES (?, ?, ?)",
+            (row[0], now, task_id),
+        )
+    return True
+
+
+def remove_worker(db: Store, worker_id: str) -> bool:
+    """Remove a worker (softly: its row and history stay, and it can be revived).
+
+    Parameters
+    ----------
+    db : Store
+        A writable store.
+    worker_id : str
+
+    Returns
+    -------
+    bool
+        True if the worker was registered and is now removed; False if it was unknown
+        or already removed.
+    """
+    check_worker_id(worker_id)
+    with db.transaction(f"remove worker {worker_id!r}") as conn:
+        now = db.now()
+        row = conn.execute(
+            "UPDATE workers SET removed_at = ? WHERE worker_id = ? AND removed_at IS NULL"
+            " RETURNING worker_key",
+            (now, worker_id),
+        ).fetchone()
+        if row is None:
+            return False
+        conn.execute(
+            "INSERT INTO worker_events (worker_key, at, event) VALUES (?, ?, 'removed')",
+            (row[0], now),
+        )
+    return True
+
+
+def get_worker(db: Store, worker_id: str) -> Worker:
+    """Return one worker, removed or not.
+
+    Parameters
+    ----------
+    db : Store
+    worker_id : str
+
+    Returns
+    -------
+    Worker
+
+    Raises
+    ------
+    WorkerNotFound
+        If no worker with that id was ever registered.
+    """
+    check_worker_id(worker_id)
+    rows = db.query(
+        f"SELECT {_WORKER_COLUMNS} FROM workers WHERE worker_id = ?",
+        (worker_id,),
+        action=f"read worker {worker_id!r}",
+    )
+    if not rows:
+        raise WorkerNotFound(f"no worker {worker_id!r} is registered")
+    return _worker_from_row(rows[0])
+
+
+def list_workers(db: Store, *, include_removed: bool = False) -> list[Worker]:
+    """Return all workers, most recent heartbeat first.
+
+    Parameters
+    ----------
+    db : Store
+    include_removed : bool, default False
+
+    Returns
+    -------
+    list of Worker
+    """
+    where = "" if include_removed else " WHERE removed_at IS NULL"
+    rows = db.query(
+        f"SELECT {_WORKER_COLUMNS} FROM workers{where} ORDER BY last_heartbeat_at DESC, worker_id",
+        action="list workers",
+    )
+    return [_worker_from_row(row) for row in rows]
+
+
+def _threshold(value: Any, name: str) -> float:
+    return parse_duration(value, name=name)
+
+
+def _now(db: Store, now: Any) -> float:
+    return db.now() if now is None else to_epoch(now, name="now")
+
+
+def active_workers(db: Store, within: Any = 60, *, now: Any = None) -> list[Worker]:
+    """Workers whose last heartbeat is at most `within` old.
+
+    Parameters
+    ----------
+    db : Store
+    within : float or str, default 60
+        Seconds or a duration string.
+    now : time-like, optional
+        The moment to judge at; defaults to the store clock.
+
+    Returns
+    -------
+    list of Worker
+        Most recent heartbeat first; removed workers are never active.
+    """
+    limit = _now(db, now) - _threshold(within, "active_threshold_seconds")
+    rows = db.query(
+        f"SELECT {_WORKER_COLUMNS} FROM workers WHERE removed_at IS NULL"
+        " AND last_heartbeat_at >= ? ORDER BY last_heartbeat_at DESC, worker_id",
+        (limit,),
+        action="list active workers",
+    )
+    return [_worker_from_row(row) for row in rows]
+
+
+def stale_workers(db: Store, after: Any = 300, *, now: Any = None) -> list[Worker]:
+    """Workers whose last heartbeat is more than `after` old.
+
+    Parameters
+    ----------
+    db : Store
+    after : float or str, default 300
+        Seconds or a duration string.
+    now : time-like, optional
+        The moment to judge at; defaults to the store clock.
+
+    Returns
+    -------
+    list of Worker
+        Oldest heartbeat first; removed workers are not listed.
+    """
+    limit = _now(db, now) - _threshold(after, "stale_threshold_seconds")
+    rows = db.query(
+        f"SELECT {_WORKER_COLUMNS} FROM workers WHERE removed_at IS NULL"
+        " AND (last_heartbeat_at IS NULL OR last_heartbeat_at < ?)"
+        " ORDER BY last_heartbeat_at, worker_id",
+        (limit,),
+        action="list stale workers",
+    )
+    return [_worker_from_row(row) for row in rows]
+
+
+def classify(since_heartbeat_s: float, active_within: float, stale_after: float) -> WorkerState:
+    """Classify a worker by the age of its last heartbeat.
+
+    Parameters
+    ----------
+    since_heartbeat_s : float
+        Seconds since the last heartbeat (NaN means never beat: stale).
+    active_within : float
+        At most this old is active.
+    stale_after : float
+        More than this old is stale; in between is late.
+
+    Returns
+    -------
+    {"active", "late", "stale"}
+    """
+    if math.isnan(since_heartbeat_s) or since_heartbeat_s > stale_after:
+        return "stale"
+    if since_heartbeat_s <= active_within:
+        return "active"
+    return "late"

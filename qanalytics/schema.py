@@ -1,0 +1,91 @@
+"""The qanalytics schema: DDL and the ordered list of migrations.
+
+The schema version lives in ``PRAGMA user_version``; ``PRAGMA application_id`` marks a
+file as a qanalytics store. Migration *n* (1-based) takes a store from version *n - 1* to
+*n*; a new store runs them all. Timestamps are REAL unix epoch seconds, UTC.
+"""
+
+from __future__ import annotations
+
+__all__ = ["APPLICATION_ID", "MIGRATIONS", "OUTCOMES", "SCHEMA_VERSION", "TASK_STATUSES"]
+
+#: ``PRAGMA application_id`` of a qanalytics store: "QANA" in ASCII.
+APPLICATION_ID = 0x51414E41
+
+TASK_STATUSES = ("queued", "processing", "completed", "failed", "cancelled")
+OUTCOMES = ("completed", "failed", "abandoned", "cancelled")
+WORKER_EVENTS = ("registered", "updated", "removed")
+
+_V1 = """
+CREATE TABLE workers (
+    -- The integer key is what the large history tables store; the text id appears once.
+    worker_key        INTEGER PRIMARY KEY,
+    worker_id         TEXT NOT NULL UNIQUE,
+    capabilities      TEXT NOT NULL DEFAULT '{}',
+    registered_at     REAL NOT NULL,
+    last_heartbeat_at REAL,
+    removed_at        REAL
+);
+
+CREATE TABLE worker_events (
+    id           INTEGER PRIMARY KEY,
+    worker_key   INTEGER NOT NULL REFERENCES workers (worker_key),
+    at           REAL NOT NULL,
+    event        TEXT NOT NULL CHECK (event IN ('registered', 'updated', 'removed')),
+    capabilities TEXT
+);
+CREATE INDEX worker_events_worker_at ON worker_events (worker_key, at);
+
+CREATE TABLE heartbeats (
+    worker_key INTEGER NOT NULL REFERENCES workers (worker_key),
+    at         REAL NOT NULL,
+    task_id    INTEGER
+);
+CREATE INDEX heartbeats_worker_at ON heartbeats (worker_key, at);
+CREATE INDEX heartbeats_at ON heartbeats (at);
+
+CREATE TABLE tasks (
+    id           INTEGER PRIMARY KEY,
+    type         TEXT NOT NULL,
+    status       TEXT NOT NULL DEFAULT 'queued'
+                 CHECK (status IN ('queued', 'processing', 'completed', 'failed', 'cancelled')),
+    priority     INTEGER NOT NULL DEFAULT 100,
+    payload      TEXT,
+    attempts     INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    max_attempts INTEGER NOT NULL DEFAULT 3 CHECK (max_attempts >= 1),
+    created_at   REAL NOT NULL,
+    run_after    REAL NOT NULL,
+    started_at   REAL,
+    finished_at  REAL,
+    lease_until  REAL,
+    worker_key   INTEGER REFERENCES workers (worker_key),
+    error        TEXT
+);
+-- Claiming: the next runnable queued task, lowest priority number first, then oldest.
+CREATE INDEX tasks_claim ON tasks (priority, created_at, id, run_after, type)
+    WHERE status = 'queued';
+-- Counts by status and type, and the oldest queued task.
+CREATE INDEX tasks_status_type ON tasks (status, type, created_at);
+-- What each worker holds, and expired leases.
+CREATE INDEX tasks_held ON tasks (worker_key, lease_until) WHERE status = 'processing';
+CREATE INDEX tasks_created ON tasks (created_at);
+
+CREATE TABLE attempts (
+    task_id     INTEGER NOT NULL REFERENCES tasks (id),
+    attempt     INTEGER NOT NULL CHECK (attempt >= 1),
+    worker_key  INTEGER NOT NULL REFERENCES workers (worker_key),
+    claimed_at  REAL NOT NULL,
+    finished_at REAL,
+    outcome     TEXT CHECK (outcome IN ('completed', 'failed', 'abandoned', 'cancelled')),
+    error       TEXT,
+    PRIMARY KEY (task_id, attempt)
+);
+CREATE INDEX attempts_worker ON attempts (worker_key, claimed_at);
+CREATE INDEX attempts_claimed ON attempts (claimed_at);
+"""
+
+#: Ordered migrations; entry ``i`` takes the schema from version ``i`` to ``i + 1``.
+MIGRATIONS: list[str] = [_V1]
+
+#: The schema version this code writes and reads.
+SCHEMA_VERSION = len(MIGRATIONS)
