@@ -19,6 +19,8 @@ from .errors import (
     UnsupportedError,
     WorkerNotFound,
 )
+from .frames import attempts, heartbeats, tasks, workers
+from .liveness import alive_intervals, heartbeat_gaps, outages, uptime
 from .metrics import queue_metrics
 from .monitoring import QueueMonitoring
 from .registry import (
@@ -63,6 +65,8 @@ __all__ = [
     "WorkerNotFound",
     "__version__",
     "active_workers",
+    "alive_intervals",
+    "attempts",
     "backoff_delay",
     "cancel",
     "claim",
@@ -73,11 +77,17 @@ __all__ = [
     "get_task",
     "get_worker",
     "heartbeat",
+    "heartbeat_gaps",
+    "heartbeats",
     "list_workers",
+    "outages",
     "parse_duration",
     "queue_metrics",
     "register_worker",
     "remove_worker",
     "requeue_orphans",
     "stale_workers",
+    "tasks",
+    "uptime",
+    "workers",
 ]

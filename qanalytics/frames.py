@@ -1,0 +1,471 @@
+"""Read side: the registry, heartbeat history, tasks and attempts as tidy DataFrames.
+
+Every function answers as the store stood at ``now`` (default: the store clock): beats,
+events, claims and finishes after ``now`` are ignored, a worker registered after ``now``
+does not exist and a worker removed after ``now`` is not removed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._frame import (
+    OUTCOME_DTYPE,
+    STATE_DTYPE,
+    STATUS_DTYPE,
+    UTC_DTYPE,
+    as_utc,
+    empty_frame,
+    in_list_sql,
+    resolve_now,
+    resolve_window,
+)
+from ._time import parse_duration
+from .liveness import check_workers, worker_keys
+from .registry import check_worker_id
+from .schema import TASK_STATUSES
+from .store import Store
+
+__all__ = ["attempts", "heartbeats", "tasks", "workers"]
+
+_NONE = np.array(None, dtype=object)
+
+_WORKER_SQL = """
+SELECT w.worker_key, w.worker_id, ev.event, ev.at,
+  (SELECT e.at FROM worker_events e WHERE e.worker_key = w.worker_key AND e.at <= ?1
+     AND e.event = 'registered' ORDER BY e.at DESC, e.id DESC LIMIT 1),
+  (SELECT e.capabilities FROM worker_events e WHERE e.worker_key = w.worker_key
+     AND e.at <= ?1 AND e.capabilities IS NOT NULL ORDER BY e.at DESC, e.id DESC LIMIT 1),
+  CASE WHEN w.last_heartbeat_at <= ?1 THEN w.last_heartbeat_at
+       ELSE (SELECT max(h.at) FROM heartbeats h WHERE h.worker_key = w.worker_key
+               AND h.at <= ?1) END,
+  (SELECT count(*) FROM heartbeats h WHERE h.worker_key = w.worker_key AND h.at <= ?1),
+  (SELECT a.task_id FROM attempts a WHERE a.worker_key = w.worker_key AND a.claimed_at <= ?1
+     AND (a.finished_at IS NULL OR a.finished_at > ?1)
+     ORDER BY a.claimed_at DESC, a.task_id DESC LIMIT 1)
+FROM workers w
+JOIN worker_events ev ON ev.id = (SELECT e.id FROM worker_events e
+  WHERE e.worker_key = w.worker_key AND e.at <= ?1 ORDER BY e.at DESC, e.id DESC LIMIT 1)
+"""
+
+
+def _decode(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def workers(
+    db: Store,
+    *,
+    now: Any = None,
+    active_within: Any = "60s",
+    stale_after: Any = "5min",
+    include_removed: bool = False,
+) -> pd.DataFrame:
+    """One row per worker, with its liveness state as of `now`.
+
+    Point-in-time values come from indexes: the last beat is the registry's
+    ``last_heartbeat_at`` when that is not after `now`, else the latest beat at or before
+    `now` from the history's (worker, time) index.
+
+    Parameters
+    ----------
+    db : Store
+    now : time-like or None
+        Answer as of this moment (defaults to the store clock).
+    active_within : float or str, default "60s"
+        A worker whose last beat is at most this old is ``active``.
+    stale_after : float or str, default "5min"
+        A worker whose last beat is more than this old is ``stale``; in between it is
+        ``late``.
+    include_removed : bool, default False
+        Whether to list workers removed as of `now` (state ``removed``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``worker_id`` (category), ``state`` (category: active / late / stale / removed),
+        ``registered_at`` (UTC: the latest registration or revival), ``last_heartbeat_at``,
+        ``removed_at`` (UTC), ``since_heartbeat_s`` (float), ``heartbeats`` (int64: beats
+        so far), ``current_task_id`` (Int64: the most recently claimed task still open),
+        ``tasks_completed``, ``tasks_failed`` (int64: the worker's completed and failed
+        attempts), ``capabilities`` (dict), then one ``cap_<key>`` column per top-level
+        capability key. Sorted by worker id.
+
+    Raises
+    ------
+    ValueError
+        If `active_within` exceeds `stale_after`.
+    """
+    if not isinstance(include_removed, bool):
+        raise TypeError(f"include_removed must be a bool, not {type(include_removed).__name__}")
+    active_s = parse_duration(active_within, name="active_within")
+    stale_s = parse_duration(stale_after, name="stale_after")
+    if active_s > stale_s:
+        raise ValueError(
+            f"active_within={active_within!r} must not exceed stale_after={stale_after!r}"
+        )
+    at = resolve_now(db, now)
+    rows = db.query(_WORKER_SQL, (at,), action="read workers")
+    done = db.query(
+        "SELECT worker_key, outcome, count(*) FROM attempts WHERE finished_at <= ?"
+        " AND outcome IN ('completed', 'failed') GROUP BY worker_key, outcome",
+        (at,),
+        action="count finished attempts per worker",
+    )
+    counts = {(int(k), str(o)): int(n) for k, o, n in done}
+    if not include_removed:
+        rows = [r for r in rows if r[2] != "removed"]
+    rows.sort(key=lambda r: r[1])
+    ids = [r[1] for r in rows]
+    removed = np.array([r[2] == "removed" for r in rows], dtype=bool)
+    removed_at = np.array([r[3] if r[2] == "removed" else np.nan for r in rows], dtype="float64")
+    registered = np.array([np.nan if r[4] is None else r[4] for r in rows], dtype="float64")
+    last = np.array([np.nan if r[6] is None else r[6] for r in rows], dtype="float64")
+    since_s = at - last
+    state = np.where(
+        removed,
+        "removed",
+        np.where(
+            np.isnan(since_s) | (since_s > stale_s),
+            "stale",
+            np.where(since_s <= active_s, "active", "late"),
+        ),
+    )
+    caps = [_decode(r[5]) for r in rows]
+    frame = pd.DataFrame(
+        {
+            "worker_id": pd.Categorical(ids, categories=sorted(ids)),
+            "state": pd.Categorical(state, dtype=STATE_DTYPE),
+            "registered_at": as_utc(registered),
+            "last_heartbeat_at": as_utc(last),
+            "removed_at": as_utc(removed_at),
+            "since_heartbeat_s": since_s,
+            "heartbeats": np.array([r[7] for r in rows], dtype="int64"),
+            "current_task_id": pd.array([r[8] for r in rows], dtype="Int64"),
+            "tasks_completed": np.array(
+                [counts.get((r[0], "completed"), 0) for r in rows], dtype="int64"
+            ),
+            "tasks_failed": np.array(
+                [counts.get((r[0], "failed"), 0) for r in rows], dtype="int64"
+            ),
+            "capabilities": pd.Series(caps, dtype=object),
+        }
+    )
+    for cap_key in sorted({k for c in caps for k in c}):
+        frame[f"cap_{cap_key}"] = pd.Series([c.get(cap_key) for c in caps], dtype=object)
+    return frame
+
+
+def heartbeats(
+    db: Store,
+    *,
+    workers: Any = None,
+    since: Any = None,
+    until: Any = None,
+    now: Any = None,
+) -> pd.DataFrame:
+    """The heartbeat history: one row per beat.
+
+    Parameters
+    ----------
+    db : Store
+    workers : str, iterable of str or None
+        Only these workers.
+    since, until : time-like, duration or None
+        Beats in this window (absolute times, or durations back from `now` such as
+        ``"24h"``).
+    now : time-like or None
+        Answer as of this moment (defaults to the store clock); later beats are ignored.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``worker_id`` (category), ``at`` (UTC), ``task_id`` (Int64), in time order.
+    """
+    names = check_workers(workers)
+    lo, hi, at = resolve_window(db, since, until, now)
+    wk = worker_keys(db, at)
+    dtypes = {"worker_id": wk.dtype, "at": UTC_DTYPE, "task_id": "Int64"}
+    where = ["at <= ?"]
+    params: list[Any] = [hi]
+    if lo is not None:
+        where.append("at >= ?")
+        params.append(lo)
+    if names is not None:
+        keys = wk.keys_for(names)
+        if not keys:
+            return empty_frame(dtypes)
+        clause, values = in_list_sql("worker_key", keys)
+        where.append(clause)
+        params.extend(values)
+    raw = db.read_frame(
+        "SELECT worker_key, at, IFNULL(task_id, -1) FROM heartbeats WHERE " + " AND ".join(where),
+        params,
+        columns={"worker_key": "int64", "at": "float64", "task_id": "int?"},
+        action="read heartbeats",
+    )
+    times = raw["at"].to_numpy(dtype="float64")
+    if len(times) > 1 and not bool(np.all(times[1:] >= times[:-1])):
+        raw = raw.iloc[np.argsort(times, kind="stable")]
+    return pd.DataFrame(
+        {
+            "worker_id": wk.categorical(raw["worker_key"].to_numpy()),
+            "at": as_utc(raw["at"].to_numpy()),
+            "task_id": raw["task_id"].array,
+        },
+        columns=list(dtypes),
+    )
+
+
+def _names(value: Any, name: str, allowed: tuple[str, ...] | None = None) -> list[str] | None:
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else list(value)
+    for item in items:
+        check_worker_id(item, name=name)
+        if allowed is not None and item not in allowed:
+            raise ValueError(f"{name}={item!r} is not one of {', '.join(allowed)}")
+    return items
+
+
+_ATTEMPT_COLUMNS = {
+    "task_id": "int64",
+    "attempt": "int64",
+    "worker_key": "int64",
+    "claimed_at": "float64",
+    "finished_at": "time?",
+    "outcome": "str?",
+    "error": "str?",
+}
+
+
+def _read_attempts(db: Store, where: str, params: list[Any]) -> pd.DataFrame:
+    return db.read_frame(
+        "SELECT a.task_id, a.attempt, a.worker_key, a.claimed_at, IFNULL(a.finished_at, -1.0),"
+        " IFNULL(a.outcome, ''), IFNULL(a.error, '') FROM attempts a WHERE " + where,
+        params,
+        columns=_ATTEMPT_COLUMNS,
+        action="read attempts",
+    )
+
+
+def tasks(
+    db: Store,
+    *,
+    status: Any = None,
+    types: Any = None,
+    since: Any = None,
+    until: Any = None,
+    now: Any = None,
+) -> pd.DataFrame:
+    """One row per task, as it stood at `now`.
+
+    The status as of `now` is reconstructed from the created, claimed and finished
+    times: finished by `now` keeps its final status; an attempt claimed by `now` and not
+    finished by it means ``processing``; otherwise ``queued``.
+
+    Parameters
+    ----------
+    db : Store
+    status : str, iterable of str or None
+        Only tasks in these statuses (as of `now`).
+    types : str, iterable of str or None
+        Only tasks of these types.
+    since, until : time-like, duration or None
+        Tasks created in this window (absolute times, or durations back from `now`).
+    now : time-like or None
+        Answer as of this moment (defaults to the store clock).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``id`` (int64), ``type`` (category), ``status`` (category), ``priority``,
+        ``attempts`` (claims by `now`), ``max_attempts`` (int64), ``created_at``,
+        ``run_after`` (the stored schedule), ``first_claimed_at``, ``started_at`` (the
+        latest claim), ``finished_at`` (UTC), ``worker_id`` (category: the latest
+        claimant, NaN while queued), ``wait_s`` (created to first claim), ``run_s``
+        (latest claim to finish, NaN until finished), ``error`` (object). Sorted by id.
+    """
+    statuses = _names(status, "status", TASK_STATUSES)
+    type_list = _names(types, "types")
+    lo, hi, at = resolve_window(db, since, until, now)
+    wk = worker_keys(db, at)
+    where = ["t.created_at <= ?"]
+    params: list[Any] = [hi]
+    if lo is not None:
+        where.append("t.created_at >= ?")
+        params.append(lo)
+    if type_list is not None:
+        clause, values = in_list_sql("t.type", type_list)
+        where.append(clause)
+        params.extend(values)
+    raw = db.read_frame(
+        "SELECT t.id, t.type, t.status, t.priority, t.max_attempts, t.created_at, t.run_after,"
+        " IFNULL(t.finished_at, -1.0), IFNULL(t.error, '') FROM tasks t WHERE "
+        + " AND ".join(where)
+        + " ORDER BY t.id",
+        params,
+        columns={
+            "id": "int64",
+            "type": "str",
+            "status": "str",
+            "priority": "int64",
+            "max_attempts": "int64",
+            "created_at": "float64",
+            "run_after": "float64",
+            "finished_at": "time?",
+            "error": "str?",
+        },
+        action="read tasks",
+    )
+    att = _read_attempts(
+        db,
+        "a.claimed_at <= ? AND a.task_id IN (SELECT t.id FROM tasks t WHERE "
+        + " AND ".join(where)
+        + ")",
+        [at, *params],
+    )
+    att = att.sort_values(["task_id", "attempt"], kind="stable")
+    fin = att["finished_at"].to_numpy(dtype="float64")
+    att["finished_at"] = np.where(fin <= at, fin, np.nan)
+    n_att = att.groupby("task_id").size()
+    first = att.groupby("task_id")["claimed_at"].min()
+    last = att.drop_duplicates("task_id", keep="last").set_index("task_id")
+    ids = raw["id"].to_numpy(dtype="int64")
+    count = n_att.reindex(ids, fill_value=0).to_numpy(dtype="int64")
+    first_claim = first.reindex(ids).to_numpy(dtype="float64")
+    last = last.reindex(ids)
+    last_claim = last["claimed_at"].to_numpy(dtype="float64")
+    last_fin = last["finished_at"].to_numpy(dtype="float64")
+    last_key = last["worker_key"].to_numpy(dtype="float64")
+    last_error = last["error"].to_numpy(dtype=object)
+    stored_fin = raw["finished_at"].to_numpy(dtype="float64")
+    final = stored_fin <= at
+    open_ = ~final & (count > 0) & np.isnan(last_fin)
+    state = np.where(final, raw["status"].to_numpy(dtype=object), "queued")
+    state = np.where(open_, "processing", state)
+    finished = np.where(final, stored_fin, np.nan)
+    # A task cancelled while queued after a failed try has no holder.
+    holder = (state != "queued") & (count > 0)
+    holder &= ~((state == "cancelled") & ~np.isnan(last_fin) & (last_fin < finished))
+    keys = np.where(holder, last_key, np.nan)
+    worker = wk.categorical(np.where(np.isnan(keys), -1, keys).astype("int64"))
+    error = np.where(final, raw["error"].to_numpy(dtype=object), _NONE)
+    retried = ~final & (state == "queued") & (count > 0)
+    error = np.where(retried, last_error, error)
+    error = np.array([None if (e is None or e != e) else e for e in error], dtype=object)
+    types_raw = raw["type"].to_numpy(dtype=object)
+    created = raw["created_at"].to_numpy(dtype="float64")
+    started = np.where(count > 0, last_claim, np.nan)
+    frame = pd.DataFrame(
+        {
+            "id": ids,
+            "type": pd.Categorical(types_raw, categories=sorted(set(types_raw.tolist()))),
+            "status": pd.Categorical(state, dtype=STATUS_DTYPE),
+            "priority": raw["priority"].to_numpy(dtype="int64"),
+            "attempts": count,
+            "max_attempts": raw["max_attempts"].to_numpy(dtype="int64"),
+            "created_at": as_utc(created),
+            "run_after": as_utc(raw["run_after"].to_numpy(dtype="float64")),
+            "first_claimed_at": as_utc(first_claim),
+            "started_at": as_utc(started),
+            "finished_at": as_utc(finished),
+            "worker_id": worker,
+            "wait_s": first_claim - created,
+            "run_s": finished - started,
+            "error": pd.Series(error, dtype=object),
+        }
+    )
+    if statuses is not None:
+        frame = frame[frame["status"].isin(statuses)].reset_index(drop=True)
+    return frame
+
+
+def attempts(
+    db: Store,
+    *,
+    since: Any = None,
+    until: Any = None,
+    now: Any = None,
+    types: Any = None,
+    workers: Any = None,
+) -> pd.DataFrame:
+    """One row per attempt (claim) of a task, as it stood at `now`.
+
+    Parameters
+    ----------
+    db : Store
+    since, until : time-like, duration or None
+        Attempts claimed in this window (absolute times, or durations back from `now`).
+    now : time-like or None
+        Answer as of this moment (defaults to the store clock); an attempt finished after
+        `now` is still open.
+    types : str, iterable of str or None
+        Only attempts at tasks of these types.
+    workers : str, iterable of str or None
+        Only attempts by these workers.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``task_id``, ``attempt`` (int64), ``type``, ``worker_id`` (category),
+        ``claimed_at``, ``finished_at`` (UTC), ``outcome`` (category: completed / failed /
+        abandoned / cancelled, NaN while open), ``run_s`` (float, NaN while open),
+        ``error`` (object). Sorted by claim time, then task and attempt.
+    """
+    type_list = _names(types, "types")
+    names = check_workers(workers)
+    lo, hi, at = resolve_window(db, since, until, now)
+    wk = worker_keys(db, at)
+    where = ["a.claimed_at <= ?"]
+    params: list[Any] = [hi]
+    if lo is not None:
+        where.append("a.claimed_at >= ?")
+        params.append(lo)
+    if names is not None:
+        clause, values = in_list_sql("a.worker_key", wk.keys_for(names))
+        where.append(clause)
+        params.extend(values)
+    if type_list is not None:
+        clause, values = in_list_sql("t.type", type_list)
+        where.append("a.task_id IN (SELECT t.id FROM tasks t WHERE " + clause + ")")
+        params.extend(values)
+    att = _read_attempts(db, " AND ".join(where), params)
+    type_rows = db.read_frame(
+        "SELECT t.id, t.type FROM tasks t WHERE t.id IN (SELECT a.task_id FROM attempts a"
+        " WHERE " + " AND ".join(where) + ")",
+        params,
+        columns={"id": "int64", "type": "str"},
+        action="read task types",
+    )
+    att = att.sort_values(["claimed_at", "task_id", "attempt"], kind="stable")
+    type_of = pd.Series(
+        type_rows["type"].to_numpy(dtype=object), index=type_rows["id"].to_numpy(dtype="int64")
+    )
+    types_col = type_of.reindex(att["task_id"].to_numpy(dtype="int64")).to_numpy(dtype=object)
+    fin = att["finished_at"].to_numpy(dtype="float64")
+    done = fin <= at
+    finished = np.where(done, fin, np.nan)
+    claimed = att["claimed_at"].to_numpy(dtype="float64")
+    outcome = np.where(done, att["outcome"].to_numpy(dtype=object), _NONE)
+    error = np.where(done, att["error"].to_numpy(dtype=object), _NONE)
+    return pd.DataFrame(
+        {
+            "task_id": att["task_id"].to_numpy(dtype="int64"),
+            "attempt": att["attempt"].to_numpy(dtype="int64"),
+            "type": pd.Categorical(types_col, categories=sorted(set(types_col.tolist()))),
+            "worker_id": wk.categorical(att["worker_key"].to_numpy(dtype="int64")),
+            "claimed_at": as_utc(claimed),
+            "finished_at": as_utc(finished),
+            "outcome": pd.Categorical(outcome, dtype=OUTCOME_DTYPE),
+            "run_s": finished - claimed,
+            "error": pd.Series(error, dtype=object),
+        }
+    )

@@ -1,0 +1,607 @@
+"""Read side of liveness: heartbeat gaps, outages, alive intervals and uptime.
+
+Everything here is derived from the heartbeat history and the worker events, as the store
+stood at ``now`` (beats, registrations and removals after ``now`` are ignored).
+
+The model
+---------
+A worker's beats are split into *lives*: a removal ends a life and a registration (which
+records a beat) starts the next one, so the silence between a removal and a revival is
+neither a gap nor an outage. Within a life, the *gap* before a beat is the time since the
+previous beat. A gap is an *outage* when it exceeds the worker's *threshold*: ``min_gap``
+when given, else 3x the median of the worker's positive gaps in the history read (the
+fleet-wide median when the worker has none; with no gaps at all and no ``min_gap``, no
+outage can be judged). After a life's last beat, the silence up to the removal (or up to
+``now`` while still registered) is an outage when it exceeds the threshold too.
+
+Alive time is the complement of outages within each life: a beat covers ``[beat, next
+beat]`` when the gap to the next beat is not an outage; the last beat of a life covers up
+to the removal or ``now`` unless that silence is an outage; a beat followed by an outage
+covers only its own moment (a zero-length interval).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._frame import UTC_DTYPE, as_utc, empty_frame, in_list_sql, resolve_window
+from ._time import parse_duration
+from .registry import check_worker_id
+from .store import Store
+
+__all__ = ["OUTAGE_FACTOR", "alive_intervals", "heartbeat_gaps", "outages", "uptime"]
+
+#: A gap longer than this many times the worker's median heartbeat interval is an outage.
+OUTAGE_FACTOR = 3.0
+
+ENDED_BY_DTYPE = pd.CategoricalDtype(["resumed", "removed", "still silent"])
+
+
+# -- workers: integer keys to categorical ids ------------------------------------------
+@dataclass(frozen=True)
+class WorkerKeys:
+    """The workers that existed as of a moment: integer keys and their text ids.
+
+    Attributes
+    ----------
+    keys : numpy.ndarray of int64
+        Sorted worker keys.
+    ids : numpy.ndarray of object
+        The worker id of each key (aligned with `keys`).
+    """
+
+    keys: np.ndarray
+    ids: np.ndarray
+
+    @property
+    def dtype(self) -> pd.CategoricalDtype:
+        """The categorical dtype of ``worker_id`` columns: the ids, sorted."""
+        return pd.CategoricalDtype(sorted(self.ids.tolist()))
+
+    def categorical(self, row_keys: Any) -> pd.Categorical:
+        """Map an array of worker keys to a categorical of worker ids.
+
+        Parameters
+        ----------
+        row_keys : array-like of int
+
+        Returns
+        -------
+        pandas.Categorical
+            Unknown keys become NaN.
+        """
+        row_keys = np.asarray(row_keys, dtype="int64")
+        order = np.argsort(self.ids.astype(str), kind="stable")
+        code_of = np.empty(len(self.keys), dtype="int64")
+        code_of[order] = np.arange(len(self.keys))
+        if len(self.keys) == 0:
+            codes = np.full(len(row_keys), -1, dtype="int64")
+        else:
+            pos = np.searchsorted(self.keys, row_keys)
+            pos_c = np.minimum(pos, len(self.keys) - 1)
+            found = self.keys[pos_c] == row_keys
+            codes = np.where(found, code_of[pos_c], -1)
+        return pd.Categorical.from_codes(codes, dtype=self.dtype)
+
+    def keys_for(self, worker_ids: Iterable[str]) -> list[int]:
+        """The keys of these worker ids (ids unknown as of the moment are skipped).
+
+        Parameters
+        ----------
+        worker_ids : iterable of str
+
+        Returns
+        -------
+        list of int
+        """
+        lookup = dict(zip(self.ids.tolist(), self.keys.tolist(), strict=True))
+        return [lookup[w] for w in worker_ids if w in lookup]
+
+
+def worker_keys(db: Store, now: float) -> WorkerKeys:
+    """The workers registered at or before `now` (removed or not).
+
+    Parameters
+    ----------
+    db : Store
+    now : float
+        Epoch seconds.
+
+    Returns
+    -------
+    WorkerKeys
+    """
+    rows = db.query(
+        "SELECT w.worker_key, w.worker_id FROM workers w WHERE EXISTS (SELECT 1 FROM"
+        " worker_events e WHERE e.worker_key = w.worker_key AND e.at <= ?)"
+        " ORDER BY w.worker_key",
+        (now,),
+        action="read worker ids",
+    )
+    keys = np.array([r[0] for r in rows], dtype="int64")
+    ids = np.array([r[1] for r in rows], dtype=object)
+    return WorkerKeys(keys, ids)
+
+
+def check_workers(workers: Any) -> list[str] | None:
+    """Validate a ``workers=`` filter argument.
+
+    Parameters
+    ----------
+    workers : str, iterable of str or None
+
+    Returns
+    -------
+    list of str or None
+    """
+    if workers is None:
+        return None
+    items = [workers] if isinstance(workers, str) else list(workers)
+    for item in items:
+        check_worker_id(item, name="workers")
+    return items
+
+
+# -- the heartbeat model ----------------------------------------------------------------
+@dataclass
+class _Beats:
+    key: np.ndarray  # int64, sorted with `at`
+    at: np.ndarray  # float64
+    task: np.ndarray  # int64, -1 for none
+    seg_start: np.ndarray  # bool: first beat of a life (or of the history read)
+    seg_end: np.ndarray  # bool: last beat of a life
+    gap: np.ndarray  # float64, NaN at seg_start
+    removal: np.ndarray  # float64: the removal that ends this beat's life, NaN if none
+
+
+def _read_beats(db: Store, since: float | None, now: float, keys: list[int] | None) -> pd.DataFrame:
+    cols = {"worker_key": "int64", "at": "float64", "task_id": "int64"}
+    where = ["at <= ?"]
+    params: list[Any] = [now]
+    if since is not None:
+        where.append("at >= ?")
+        params.append(since)
+    if keys is not None:
+        clause, values = in_list_sql("worker_key", keys)
+        where.append(clause)
+        params.extend(values)
+    frame = db.read_frame(
+        "SELECT worker_key, at, IFNULL(task_id, -1) FROM heartbeats WHERE " + " AND ".join(where),
+        params,
+        columns=cols,
+        action="read heartbeats",
+    )
+    if since is not None:
+        # The beat before the window, per worker, via the (worker_key, at) index.
+        sql = (
+            "SELECT w.worker_key, h.at, IFNULL(h.task_id, -1) FROM workers w"
+            " JOIN heartbeats h ON h.rowid = (SELECT h2.rowid FROM heartbeats h2"
+            " WHERE h2.worker_key = w.worker_key AND h2.at < ? ORDER BY h2.at DESC LIMIT 1)"
+        )
+        prior_params: list[Any] = [since]
+        if keys is not None:
+            clause, values = in_list_sql("w.worker_key", keys)
+            sql += " WHERE " + clause
+            prior_params.extend(values)
+        rows = db.query(sql, prior_params, action="read heartbeats before the window")
+        if rows:
+            prior = pd.DataFrame(rows, columns=list(cols)).astype(
+                {"worker_key": "int64", "at": "float64", "task_id": "int64"}
+            )
+            frame = pd.concat([prior, frame], ignore_index=True)
+    return frame
+
+
+def _removals(db: Store, now: float) -> dict[int, np.ndarray]:
+    rows = db.query(
+        "SELECT worker_key, at FROM worker_events WHERE event = 'removed' AND at <= ?"
+        " ORDER BY worker_key, at",
+        (now,),
+        action="read worker removals",
+    )
+    out: dict[int, list[float]] = {}
+    for key, at in rows:
+        out.setdefault(int(key), []).append(float(at))
+    return {k: np.asarray(v, dtype="float64") for k, v in out.items()}
+
+
+def _model(db: Store, since: float | None, now: float, keys: list[int] | None) -> _Beats:
+    raw = _read_beats(db, since, now, keys)
+    key = raw["worker_key"].to_numpy(dtype="int64")
+    at = raw["at"].to_numpy(dtype="float64")
+    task = raw["task_id"].to_numpy(dtype="int64")
+    order = np.lexsort((at, key))
+    key, at, task = key[order], at[order], task[order]
+    n = len(key)
+    life = np.zeros(n, dtype="int64")
+    removal = np.full(n, np.nan)
+    for wk, times in _removals(db, now).items():
+        lo = int(np.searchsorted(key, wk, side="left"))
+        hi = int(np.searchsorted(key, wk, side="right"))
+        if lo == hi:
+            continue
+        # A beat at or before a removal belongs to the life that removal ends.
+        lives = np.searchsorted(times, at[lo:hi], side="left")
+        life[lo:hi] = lives
+        padded = np.append(times, np.nan)
+        removal[lo:hi] = padded[lives]
+    seg_start = np.ones(n, dtype=bool)
+    if n:
+        seg_start[1:] = (key[1:] != key[:-1]) | (life[1:] != life[:-1])
+    seg_end = np.ones(n, dtype=bool)
+    if n:
+        seg_end[:-1] = seg_start[1:]
+    gap = np.full(n, np.nan)
+    if n:
+        gap[1:] = at[1:] - at[:-1]
+    gap[seg_start] = np.nan
+    return _Beats(key, at, task, seg_start, seg_end, gap, removal)
+
+
+def _thresholds(beats: _Beats, min_gap: Any) -> np.ndarray:
+    """The outage threshold in force for each beat."""
+    n = len(beats.key)
+    if min_gap is not None:
+        return np.full(n, parse_duration(min_gap, name="min_gap", allow_zero=False))
+    positive = beats.gap > 0
+    if not positive.any():
+        return np.full(n, np.inf)
+    fleet = float(np.median(beats.gap[positive]))
+    medians = pd.Series(beats.gap[positive]).groupby(beats.key[positive]).median()
+    per_beat = medians.reindex(beats.key).to_numpy(dtype="float64")
+    per_beat = np.where(np.isnan(per_beat), fleet, per_beat)
+    return OUTAGE_FACTOR * per_beat
+
+
+@dataclass
+class _Liveness:
+    beats: _Beats
+    thr: np.ndarray
+    outage_before: np.ndarray  # bool: the gap before this beat is an outage
+    tail_end: np.ndarray  # float: removal time or now, meaningful at seg_end
+    tail_outage: np.ndarray  # bool: the silence after this (last) beat is an outage
+
+
+def _liveness(db: Store, since: float | None, now: float, min_gap: Any) -> _Liveness:
+    beats = _model(db, since, now, None)
+    thr = _thresholds(beats, min_gap)
+    with np.errstate(invalid="ignore"):
+        outage_before = beats.gap > thr
+    tail_end = np.where(np.isnan(beats.removal), now, beats.removal)
+    tail_outage = beats.seg_end & ((tail_end - beats.at) > thr)
+    return _Liveness(beats, thr, outage_before, tail_end, tail_outage)
+
+
+def _alive_arrays(live: _Liveness) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    b = live.beats
+    if len(b.key) == 0:
+        empty = np.array([], dtype="float64")
+        return np.array([], dtype="int64"), empty, empty
+    run_start = b.seg_start | live.outage_before
+    starts = np.flatnonzero(run_start)
+    ends = np.append(starts[1:] - 1, len(b.key) - 1)
+    start_t = b.at[starts]
+    end_t = b.at[ends].copy()
+    extend = b.seg_end[ends] & ~live.tail_outage[ends]
+    end_t[extend] = live.tail_end[ends][extend]
+    return b.key[starts], start_t, end_t
+
+
+# -- public functions -------------------------------------------------------------------
+def alive_intervals(
+    db: Store,
+    *,
+    since: Any = None,
+    until: Any = None,
+    now: Any = None,
+    min_gap: Any = None,
+) -> pd.DataFrame:
+    """The intervals during which each worker counts as alive.
+
+    A beat covers ``[beat, next beat]`` when the gap to the next beat is not an outage;
+    a life's last beat covers up to its removal, or up to `now` while still registered,
+    unless that silence is an outage; a beat followed by an outage covers only its own
+    moment, so zero-length intervals appear. Consecutive covered stretches are merged.
+    Alive intervals and :func:`outages` never overlap (except at endpoints) and together
+    span each life from its first beat to its removal or `now`. See the module docstring
+    for the outage threshold.
+
+    Parameters
+    ----------
+    db : Store
+    since, until : time-like, duration or None
+        Clip the intervals to this window (absolute times, or durations back from `now`
+        such as ``"24h"``). Intervals wholly outside are dropped.
+    now : time-like or None
+        Answer as of this moment (defaults to the store clock).
+    min_gap : float, str or None
+        A fixed outage threshold (seconds or a duration string) instead of 3x each
+        worker's median heartbeat interval.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``worker_id`` (category), ``start``, ``end`` (float epoch seconds), sorted by
+        worker and start.
+
+    Examples
+    --------
+    >>> import qanalytics as qa
+    >>> with qa.connect(":memory:") as db:
+    ...     spans = qa.alive_intervals(db, since="24h")
+    """
+    lo, hi, at = resolve_window(db, since, until, now)
+    wk = worker_keys(db, at)
+    live = _liveness(db, lo, at, min_gap)
+    key, start, end = _alive_arrays(live)
+    keep = end >= (lo if lo is not None else -np.inf)
+    keep &= start <= hi
+    key, start, end = key[keep], start[keep], end[keep]
+    if lo is not None:
+        start = np.maximum(start, lo)
+    end = np.minimum(end, hi)
+    frame = pd.DataFrame(
+        {"worker_id": wk.categorical(key), "start": start, "end": end},
+        columns=["worker_id", "start", "end"],
+    )
+    frame = frame.sort_values(["worker_id", "start"], kind="stable").reset_index(drop=True)
+    return frame
+
+
+def heartbeat_gaps(
+    db: Store,
+    *,
+    workers: Any = None,
+    since: Any = None,
+    until: Any = None,
+    now: Any = None,
+) -> pd.DataFrame:
+    """The interval before each heartbeat, per worker.
+
+    Parameters
+    ----------
+    db : Store
+    workers : str, iterable of str or None
+        Only these workers.
+    since, until : time-like, duration or None
+        Beats in this window (absolute times, or durations back from `now`). The gap of
+        the first beat in the window is measured from the worker's previous beat.
+    now : time-like or None
+        Answer as of this moment (defaults to the store clock).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``worker_id`` (category), ``at`` (UTC), ``gap_s`` (float seconds; NaN for a
+        worker's first beat, and for the first beat after a removal, which starts a new
+        life), sorted by worker and time.
+    """
+    names = check_workers(workers)
+    lo, hi, at = resolve_window(db, since, until, now)
+    wk = worker_keys(db, at)
+    keys = None if names is None else wk.keys_for(names)
+    dtypes = {"worker_id": wk.dtype, "at": UTC_DTYPE, "gap_s": "float64"}
+    if keys is not None and not keys:
+        return empty_frame(dtypes)
+    beats = _model(db, lo, at, keys)
+    keep = beats.at <= hi
+    if lo is not None:
+        keep &= beats.at >= lo
+    frame = pd.DataFrame(
+        {
+            "worker_id": wk.categorical(beats.key[keep]),
+            "at": as_utc(beats.at[keep]),
+            "gap_s": beats.gap[keep],
+        },
+        columns=list(dtypes),
+    )
+    return frame.reset_index(drop=True)
+
+
+def outages(
+    db: Store,
+    *,
+    min_gap: Any = None,
+    since: Any = None,
+    until: Any = None,
+    now: Any = None,
+) -> pd.DataFrame:
+    """One row per silence episode: when each worker went quiet and what it held.
+
+    A gap between consecutive beats is an outage when it exceeds the worker's threshold
+    (3x its median heartbeat interval, or `min_gap`); so is the silence after a life's
+    last beat, up to its removal or, while still registered, up to `now`.
+
+    Parameters
+    ----------
+    db : Store
+    min_gap : float, str or None
+        A fixed threshold (seconds or a duration string such as ``"2min"``).
+    since, until : time-like, duration or None
+        Outages overlapping this window (absolute times, or durations back from `now`).
+    now : time-like or None
+        Answer as of this moment (defaults to the store clock).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``worker_id`` (category); ``start`` (UTC: the last beat before the silence);
+        ``end`` (UTC: the resuming beat, the removal, or `now` when ongoing);
+        ``duration_s`` (float); ``ongoing`` (bool); ``tasks_in_flight`` (list of int:
+        tasks the worker held at `start`, i.e. attempts claimed at or before it and not
+        finished by it, plus the task named by that beat); ``ended_by`` (category:
+        resumed / removed / still silent). Sorted by worker and start.
+    """
+    lo, hi, at = resolve_window(db, since, until, now)
+    wk = worker_keys(db, at)
+    live = _liveness(db, lo, at, min_gap)
+    b = live.beats
+    gap_idx = np.flatnonzero(live.outage_before)
+    tail_idx = np.flatnonzero(live.tail_outage)
+    start_idx = np.concatenate([gap_idx - 1, tail_idx])
+    key = b.key[start_idx]
+    start = b.at[start_idx]
+    end = np.concatenate([b.at[gap_idx], live.tail_end[tail_idx]])
+    removed = ~np.isnan(b.removal[tail_idx])
+    ended_by = np.concatenate(
+        [
+            np.full(len(gap_idx), "resumed", dtype=object),
+            np.where(removed, "removed", "still silent").astype(object),
+        ]
+    )
+    keep = start <= hi
+    if lo is not None:
+        keep &= end >= lo
+    key, start, end, ended_by = key[keep], start[keep], end[keep], ended_by[keep]
+    beat_task = b.task[start_idx][keep]
+    held = _tasks_held(db, key, start, beat_task)
+    frame = pd.DataFrame(
+        {
+            "worker_id": wk.categorical(key),
+            "start": as_utc(start),
+            "end": as_utc(end),
+            "duration_s": end - start,
+            "ongoing": ended_by == "still silent",
+            "tasks_in_flight": pd.Series(held, dtype=object),
+            "ended_by": pd.Categorical(ended_by, dtype=ENDED_BY_DTYPE),
+        }
+    )
+    frame = frame.sort_values(["worker_id", "start"], kind="stable").reset_index(drop=True)
+    return frame
+
+
+def _tasks_held(
+    db: Store, key: np.ndarray, start: np.ndarray, beat_task: np.ndarray
+) -> list[list[int]]:
+    """Per outage, the ids of tasks its worker held at the outage's start."""
+    held: list[list[int]] = [[] for _ in range(len(key))]
+    for wk in np.unique(key):
+        rows_at = np.flatnonzero(key == wk)
+        first, last = float(start[rows_at].min()), float(start[rows_at].max())
+        # Attempts open at some outage start of this worker, via (worker_key, claimed_at).
+        rows = db.query(
+            "SELECT task_id, claimed_at, finished_at FROM attempts WHERE worker_key = ?"
+            " AND claimed_at <= ? AND (finished_at IS NULL OR finished_at > ?)",
+            (int(wk), last, first),
+            action="read attempts held at outages",
+        )
+        ids = np.array([r[0] for r in rows], dtype="int64")
+        claimed = np.array([r[1] for r in rows], dtype="float64")
+        finished = np.array([np.inf if r[2] is None else r[2] for r in rows], dtype="float64")
+        for i in rows_at:
+            open_ = (claimed <= start[i]) & (finished > start[i])
+            found = set(ids[open_].tolist())
+            if beat_task[i] >= 0:
+                found.add(int(beat_task[i]))
+            held[i] = sorted(found)
+    return held
+
+
+def uptime(
+    db: Store,
+    *,
+    freq: Any = "1h",
+    since: Any = None,
+    until: Any = None,
+    now: Any = None,
+    min_gap: Any = None,
+) -> pd.DataFrame:
+    """The fraction of each time bucket that each worker was alive.
+
+    Alive time comes from :func:`alive_intervals` (a beat covers up to the next beat
+    unless the gap is an outage; a life's last beat covers up to its removal or `now`
+    unless that silence is an outage). Buckets are aligned to multiples of `freq` since
+    the epoch. The fraction's denominator is the part of the bucket inside the window
+    (``since`` to ``until``), so a partial current bucket is not under-counted. A worker
+    has a row for every bucket from the one holding its first beat in the window (or
+    ``since``) through the window's end, or through its removal if it is removed as of
+    `now`.
+
+    Parameters
+    ----------
+    db : Store
+    freq : float or str, default "1h"
+        Bucket width: seconds or a duration string (``"15min"``, ``"1h"``, ``"1d"``).
+    since, until : time-like, duration or None
+        The window (absolute times, or durations back from `now`). Without `since`,
+        the window starts at the first beat.
+    now : time-like or None
+        Answer as of this moment (defaults to the store clock).
+    min_gap : float, str or None
+        A fixed outage threshold instead of 3x the worker's median interval.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``worker_id`` (category), ``bucket`` (UTC, bucket start), ``alive_fraction``
+        (float in [0, 1]), sorted by worker and bucket.
+    """
+    width = parse_duration(freq, name="freq", allow_zero=False)
+    lo, hi, at = resolve_window(db, since, until, now)
+    wk = worker_keys(db, at)
+    dtypes = {"worker_id": wk.dtype, "bucket": UTC_DTYPE, "alive_fraction": "float64"}
+    live = _liveness(db, lo, at, min_gap)
+    key, start, end = _alive_arrays(live)
+    if len(key) == 0:
+        return empty_frame(dtypes)
+    first_beat = pd.Series(live.beats.at).groupby(live.beats.key).min()
+    window_lo = float(first_beat.min()) if lo is None else lo
+    # Each worker's span of rows: from its first beat (or the window start) to the window
+    # end, or to its last removal when it is removed as of now.
+    last_removal = {k: float(v[-1]) for k, v in _removals(db, at).items()}
+    revived = pd.Series(live.beats.at).groupby(live.beats.key).max()
+    workers_k = first_beat.index.to_numpy(dtype="int64")
+    span_lo = np.maximum(first_beat.to_numpy(dtype="float64"), window_lo)
+    span_hi = np.full(len(workers_k), hi)
+    for i, k in enumerate(workers_k):
+        removed_at = last_removal.get(int(k))
+        if removed_at is not None and removed_at >= revived.loc[k]:
+            span_hi[i] = min(hi, removed_at)
+    b0 = np.floor(span_lo / width)
+    b1 = np.floor(span_hi / width)
+    valid = span_hi >= span_lo
+    workers_k, b0, b1 = workers_k[valid], b0[valid], b1[valid]
+    counts = (b1 - b0 + 1).astype("int64")
+    row_key = np.repeat(workers_k, counts)
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    row_bucket = (np.repeat(b0, counts) + offsets) * width
+    rows = pd.DataFrame({"key": row_key, "bucket": row_bucket})
+    # Clip the alive intervals to the window, then split them at bucket edges.
+    s = np.maximum(start, window_lo)
+    e = np.minimum(end, hi)
+    ok = e > s
+    key, s, e = key[ok], s[ok], e[ok]
+    k0 = np.floor(s / width)
+    k1 = np.floor(np.nextafter(e, -np.inf) / width)
+    n = (k1 - k0 + 1).astype("int64")
+    piece_key = np.repeat(key, n)
+    piece_off = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+    piece_bucket = (np.repeat(k0, n) + piece_off) * width
+    piece_s = np.maximum(np.repeat(s, n), piece_bucket)
+    piece_e = np.minimum(np.repeat(e, n), piece_bucket + width)
+    covered = (
+        pd.DataFrame({"key": piece_key, "bucket": piece_bucket, "alive": piece_e - piece_s})
+        .groupby(["key", "bucket"], sort=False)["alive"]
+        .sum()
+    )
+    rows = rows.join(covered, on=["key", "bucket"])
+    observed = np.minimum(rows["bucket"] + width, hi) - np.maximum(rows["bucket"], window_lo)
+    alive = rows["alive"].fillna(0.0).to_numpy(dtype="float64")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fraction = np.where(observed > 0, alive / observed, 0.0)
+    # A bucket that starts exactly at the window's end has nothing observed.
+    has = np.asarray(observed > 0, dtype=bool)
+    frame = pd.DataFrame(
+        {
+            "worker_id": wk.categorical(rows["key"].to_numpy()[has]),
+            "bucket": as_utc(rows["bucket"].to_numpy()[has]),
+            "alive_fraction": np.clip(fraction[has], 0.0, 1.0),
+        },
+        columns=list(dtypes),
+    )
+    return frame.sort_values(["worker_id", "bucket"], kind="stable").reset_index(drop=True)

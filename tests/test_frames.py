@@ -1,0 +1,181 @@
+"""Tests for qanalytics.frames: workers, heartbeats, tasks and attempts."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import qanalytics as qa
+from qanalytics.frames import attempts, heartbeats, tasks, workers
+
+T0 = 1_700_000_000.0  # the fake clock fixture starts here
+
+
+def _build(db: qa.Store, clock: qa.FakeClock) -> None:
+    qa.register_worker(db, "a", {"gpu": True, "zone": "eu"})
+    qa.register_worker(db, "b", {"zone": "us"})
+    t1 = qa.enqueue(db, "email")
+    t2 = qa.enqueue(db, "sms", max_attempts=2)
+    clock.advance(10)
+    qa.claim(db, "a")
+    qa.heartbeat(db, "a", task_id=t1)
+    qa.claim(db, "b")
+    clock.advance(10)
+    qa.complete(db, t1)
+    qa.fail(db, t2, "boom", delay=5)
+    clock.advance(10)
+    qa.claim(db, "b")
+    qa.heartbeat(db, "b", task_id=t2)
+    qa.enqueue(db, "email")
+    clock.advance(100)
+    qa.remove_worker(db, "b")
+    qa.register_worker(db, "c")
+    clock.advance(10)
+    qa.heartbeat(db, "c")
+    clock.advance(20)
+
+
+def test_empty_store(db: qa.Store) -> None:
+    w = workers(db)
+    assert list(w.columns) == [
+        "worker_id",
+        "state",
+        "registered_at",
+        "last_heartbeat_at",
+        "removed_at",
+        "since_heartbeat_s",
+        "heartbeats",
+        "current_task_id",
+        "tasks_completed",
+        "tasks_failed",
+        "capabilities",
+    ]
+    assert str(w["current_task_id"].dtype) == "Int64"
+    assert str(w["registered_at"].dtype) == "datetime64[us, UTC]"
+    h = heartbeats(db)
+    assert list(h.columns) == ["worker_id", "at", "task_id"]
+    t = tasks(db)
+    assert t["status"].dtype == "category" and t["id"].dtype == "int64"
+    a = attempts(db)
+    assert a["outcome"].dtype == "category" and str(a["claimed_at"].dtype).endswith("UTC]")
+
+
+def test_workers_now(db: qa.Store, clock: qa.FakeClock) -> None:
+    _build(db, clock)
+    w = workers(db, include_removed=True).set_index("worker_id")
+    assert w.loc["b", "state"] == "removed"
+    assert w.loc["a", "state"] == "late"  # last beat at T0+10, now T0+160
+    assert w.loc["c", "state"] == "active"
+    assert w.loc["a", "tasks_completed"] == 1
+    assert w.loc["b", "tasks_failed"] == 1
+    assert w.loc["a", "cap_gpu"] is True and w.loc["b", "cap_zone"] == "us"
+    assert w.loc["c", "cap_zone"] is None
+    assert w.loc["a", "capabilities"] == {"gpu": True, "zone": "eu"}
+    rows = db.query(
+        "SELECT w.worker_id, count(*), max(h.at) FROM heartbeats h"
+        " JOIN workers w USING (worker_key) GROUP BY w.worker_id"
+    )
+    for wid, n, last in rows:
+        assert w.loc[wid, "heartbeats"] == n
+        assert w.loc[wid, "last_heartbeat_at"].timestamp() == last
+    assert "b" not in set(workers(db)["worker_id"])
+
+
+def test_workers_as_of(db: qa.Store, clock: qa.FakeClock) -> None:
+    _build(db, clock)
+    past = workers(db, now=T0 + 35).set_index("worker_id")
+    assert set(past.index) == {"a", "b"}  # c not yet registered, b not yet removed
+    assert past.loc["b", "state"] == "active"
+    assert past.loc["b", "last_heartbeat_at"].timestamp() == T0 + 30
+    assert past.loc["b", "current_task_id"] == 2
+    assert past.loc["b", "heartbeats"] == 2
+    iso = workers(db, now=pd.Timestamp(T0 + 35, unit="s", tz="UTC").isoformat())
+    pd.testing.assert_frame_equal(iso, workers(db, now=T0 + 35))
+    with pytest.raises(ValueError, match="active_within"):
+        workers(db, active_within="10min", stale_after="1min")
+
+
+def test_heartbeats_windows(db: qa.Store, clock: qa.FakeClock) -> None:
+    _build(db, clock)
+    h = heartbeats(db)
+    raw = db.query("SELECT at, task_id FROM heartbeats ORDER BY at")
+    assert [x.timestamp() for x in h["at"]] == [r[0] for r in raw]
+    assert h["task_id"].isna().sum() == sum(r[1] is None for r in raw)
+    recent = heartbeats(db, since="30s")
+    assert list(recent["worker_id"]) == ["c", "c"]
+    iso = pd.Timestamp(T0 + 130, unit="s", tz="UTC").isoformat()
+    pd.testing.assert_frame_equal(heartbeats(db, since=iso), recent)
+    assert set(heartbeats(db, workers=["a"])["worker_id"]) == {"a"}
+    assert heartbeats(db, now=T0 + 5)["at"].max().timestamp() == T0
+
+
+def test_tasks_as_of_reconstructs_status(db: qa.Store, clock: qa.FakeClock) -> None:
+    _build(db, clock)
+    now = tasks(db).set_index("id")
+    stored = dict(db.query("SELECT id, status FROM tasks"))
+    assert now["status"].astype(str).to_dict() == stored
+    assert now.loc[1, "wait_s"] == 10 and now.loc[1, "run_s"] == 10
+    assert now.loc[2, "attempts"] == 2
+    past = tasks(db, now=T0 + 15).set_index("id")
+    assert past.loc[1, "status"] == "processing" and past.loc[2, "status"] == "processing"
+    assert 3 not in past.index
+    mid = tasks(db, now=T0 + 25).set_index("id")
+    assert mid.loc[2, "status"] == "queued" and mid.loc[2, "error"] == "boom"
+    assert pd.isna(mid.loc[2, "worker_id"])
+    assert list(tasks(db, status="completed")["id"]) == [1]
+    assert list(tasks(db, types="email")["id"]) == [1, 3]
+    with pytest.raises(ValueError, match="status"):
+        tasks(db, status="done")
+
+
+def test_attempts(db: qa.Store, clock: qa.FakeClock) -> None:
+    _build(db, clock)
+    a = attempts(db)
+    raw = db.query("SELECT task_id, attempt, outcome FROM attempts ORDER BY claimed_at, task_id")
+    assert [(r.task_id, r.attempt) for r in a.itertuples()] == [(r[0], r[1]) for r in raw]
+    assert a["outcome"].isna().sum() == sum(r[2] is None for r in raw)
+    past = attempts(db, now=T0 + 15)
+    assert past["outcome"].isna().all() and past["run_s"].isna().all()
+    assert list(attempts(db, workers="b", types="sms")["attempt"]) == [1, 2]
+
+
+def test_file_store_matches_memory(db: qa.Store, file_db: qa.Store, clock: qa.FakeClock) -> None:
+    _build(db, clock)
+    clock.set(T0)
+    _build(file_db, clock)
+    for fn in (heartbeats, tasks, attempts):
+        pd.testing.assert_frame_equal(fn(db), fn(file_db))
+    pd.testing.assert_frame_equal(
+        workers(db, include_removed=True), workers(file_db, include_removed=True)
+    )
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    beats=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 600)), max_size=30),
+    at=st.integers(0, 1200),
+)
+def test_states_partition_registered_workers(beats: list[tuple[int, int]], at: int) -> None:
+    clock = qa.FakeClock(T0)
+    with qa.connect(":memory:", clock=clock) as db:
+        for i in range(5):
+            qa.register_worker(db, f"w{i}")
+        for worker, step in sorted(beats, key=lambda b: b[1]):
+            clock.set(T0 + step)
+            qa.heartbeat(db, f"w{worker}")
+        frame = workers(db, now=T0 + at)
+        states = {s: set(frame.loc[frame["state"] == s, "worker_id"]) for s in STATES}
+        assert set().union(*states.values()) == {f"w{i}" for i in range(5)}
+        assert sum(len(v) for v in states.values()) == 5
+        for row in frame.itertuples():
+            expected = max(
+                T0 + s
+                for w, s in [(int(row.worker_id[1:]), 0), *beats]
+                if f"w{w}" == row.worker_id and s <= at
+            )
+            assert row.last_heartbeat_at.timestamp() == expected
+
+
+STATES = ("active", "late", "stale")
