@@ -55,7 +55,8 @@ _UNITS = {
     "week": 604800.0,
     "weeks": 604800.0,
 }
-_DURATION_RE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*")
+# The exponent lets the text of any Python float ("1e-05") round-trip through a string.
+_DURATION_RE = re.compile(r"\s*((?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*([a-zA-Z]*)\s*")
 
 
 def system_clock() -> float:

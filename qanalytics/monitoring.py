@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import registry
+from ._time import parse_duration
 from .errors import WorkerNotFound
 from .metrics import queue_metrics
 from .store import Store, connect
@@ -94,33 +95,39 @@ class QueueMonitoring:
         """
         return registry.list_workers(self.db)
 
-    def get_active_workers(self, active_threshold_seconds: float = 60) -> list[registry.Worker]:
+    def get_active_workers(
+        self, active_threshold_seconds: float | str = 60
+    ) -> list[registry.Worker]:
         """Workers that beat within the last `active_threshold_seconds`.
 
         Parameters
         ----------
-        active_threshold_seconds : float, default 60
+        active_threshold_seconds : float or str, default 60
 
         Returns
         -------
         list of Worker
         """
-        return registry.active_workers(self.db, active_threshold_seconds)
+        within = parse_duration(active_threshold_seconds, name="active_threshold_seconds")
+        return registry.active_workers(self.db, within)
 
-    def get_stale_workers(self, stale_threshold_seconds: float = 300) -> list[registry.Worker]:
+    def get_stale_workers(
+        self, stale_threshold_seconds: float | str = 300
+    ) -> list[registry.Worker]:
         """Workers silent for more than `stale_threshold_seconds`.
 
         A worker between the active and the stale threshold is neither active nor stale.
 
         Parameters
         ----------
-        stale_threshold_seconds : float, default 300
+        stale_threshold_seconds : float or str, default 300
 
         Returns
         -------
         list of Worker
         """
-        return registry.stale_workers(self.db, stale_threshold_seconds)
+        after = parse_duration(stale_threshold_seconds, name="stale_threshold_seconds")
+        return registry.stale_workers(self.db, after)
 
     def remove_worker(self, worker_id: str) -> bool:
         """Remove a worker (softly). See :func:`qanalytics.remove_worker`.

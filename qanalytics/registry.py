@@ -155,10 +155,10 @@ def encode_json(value: Any, *, name: str, require_dict: bool = False) -> str:
     try:
         text = json.dumps(value, allow_nan=False, ensure_ascii=False, sort_keys=require_dict)
         text.encode("utf-8")
+    except UnicodeEncodeError:  # a ValueError subclass, so it must come first
+        raise ValueError(f"{name} holds text that is not valid Unicode") from None
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be JSON-serialisable: {exc}") from None
-    except UnicodeEncodeError:
-        raise ValueError(f"{name} holds text that is not valid Unicode") from None
     return text
 
 
@@ -409,7 +409,7 @@ def active_workers(db: Store, within: Any = 60, *, now: Any = None) -> list[Work
     list of Worker
         Most recent heartbeat first; removed workers are never active.
     """
-    limit = _now(db, now) - _threshold(within, "active_threshold_seconds")
+    limit = _now(db, now) - _threshold(within, "within")
     rows = db.query(
         f"SELECT {_WORKER_COLUMNS} FROM workers WHERE removed_at IS NULL"
         " AND last_heartbeat_at >= ? ORDER BY last_heartbeat_at DESC, worker_id",
@@ -435,7 +435,7 @@ def stale_workers(db: Store, after: Any = 300, *, now: Any = None) -> list[Worke
     list of Worker
         Oldest heartbeat first; removed workers are not listed.
     """
-    limit = _now(db, now) - _threshold(after, "stale_threshold_seconds")
+    limit = _now(db, now) - _threshold(after, "after")
     rows = db.query(
         f"SELECT {_WORKER_COLUMNS} FROM workers WHERE removed_at IS NULL"
         " AND (last_heartbeat_at IS NULL OR last_heartbeat_at < ?)"

@@ -202,8 +202,14 @@ class Store:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        with wrap_errors(action):
-            conn.execute("COMMIT")
+        try:
+            with wrap_errors(action):
+                conn.execute("COMMIT")
+        except BaseException:
+            # A failed COMMIT leaves the transaction open; later calls would join it.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     # -- reading ------------------------------------------------------------------------
     def query(self, sql: str, params: Sequence[Any] = (), *, action: str = "query") -> list[Any]:
@@ -355,15 +361,31 @@ def _finish_frame(raw: dict[str, Any], columns: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame(data, columns=list(columns))
 
 
+# SQLITE_NOTADB and SQLITE_CORRUPT: the file's bytes are not a usable SQLite database.
+_NOT_A_DATABASE = (26, 11)
+
+
 def _check_is_sqlite(conn: sqlite3.Connection, path: str) -> tuple[int, int, int]:
     try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[
-            0
-        ]
+        # One read transaction, so all three come from the same snapshot even while
+        # another process is creating the schema.
+        conn.execute("BEGIN")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = conn.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+            ).fetchone()[0]
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
     except sqlite3.DatabaseError as exc:
-        raise SchemaError(f"{path!r} is not a SQLite database ({_sqlite_message(exc)})") from None
+        # A lock or an I/O problem says nothing about what the file holds.
+        if getattr(exc, "sqlite_errorcode", None) in _NOT_A_DATABASE:
+            raise SchemaError(
+                f"{path!r} is not a SQLite database ({_sqlite_message(exc)})"
+            ) from None
+        raise StoreError(f"reading the schema of {path!r} failed: {_sqlite_message(exc)}") from exc
     return int(version), int(app_id), int(tables)
 
 
@@ -489,14 +511,16 @@ def connect(
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open {path!r}: {_sqlite_message(exc)}") from exc
     try:
-        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000):d}")
+        with wrap_errors(f"open {path!r}"):
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000):d}")
         _migrate(conn, path, readonly=readonly)
-        conn.execute("PRAGMA foreign_keys = ON")
-        if not readonly and not memory:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":  # pragma: no cover - e.g. some network filesystems
-                raise StoreError(f"cannot switch {path!r} to WAL mode (got {mode!r})")
-            conn.execute("PRAGMA synchronous = NORMAL")
+        with wrap_errors(f"set up the connection to {path!r}"):
+            conn.execute("PRAGMA foreign_keys = ON")
+            if not readonly and not memory:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":  # pragma: no cover - some network filesystems
+                    raise StoreError(f"cannot switch {path!r} to WAL mode (got {mode!r})")
+                conn.execute("PRAGMA synchronous = NORMAL")
     except BaseException:
         conn.close()
         raise

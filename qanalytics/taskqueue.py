@@ -262,7 +262,15 @@ def claim(db: Store, worker_id: str, *, types: Any = None, lease: Any = "60s") -
     """
     check_worker_id(worker_id)
     if types is not None:
-        types = [types] if isinstance(types, str) else list(types)
+        if isinstance(types, str):
+            types = [types]
+        else:
+            try:
+                types = list(types)
+            except TypeError:
+                raise TypeError(
+                    f"types must be a str, an iterable of str or None, not {type(types).__name__}"
+                ) from None
         if not types:
             raise ValueError("types must name at least one task type, or be None")
         for t in types:

@@ -1,0 +1,203 @@
+"""Durations, clocks and epoch conversions."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import qanalytics as qa
+from qanalytics._time import (
+    _UNITS,
+    epoch_to_series,
+    resolve_time,
+    system_clock,
+    to_datetime,
+    to_epoch,
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        (0, 0.0),
+        (90, 90.0),
+        (1.5, 1.5),
+        (np.int64(7), 7.0),
+        (np.float32(0.5), 0.5),
+        ("90s", 90.0),
+        ("90", 90.0),
+        ("5min", 300.0),
+        ("5 min", 300.0),
+        (" 5MIN ", 300.0),
+        ("1.5h", 5400.0),
+        (".5h", 1800.0),
+        ("24h", 86400.0),
+        ("7d", 604800.0),
+        ("2w", 1209600.0),
+        ("250ms", 0.25),
+        ("3 minutes", 180.0),
+        (timedelta(minutes=2), 120.0),
+        (pd.Timedelta("1h"), 3600.0),
+    ],
+)
+def test_parse_duration_accepts(value: object, seconds: float) -> None:
+    assert qa.parse_duration(value) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "match"),
+    [
+        ("", ValueError, "not a duration"),
+        ("abc", ValueError, "not a duration"),
+        ("5 lightyears", ValueError, "not a duration"),
+        ("-5s", ValueError, "not a duration"),
+        ("5s 3m", ValueError, "not a duration"),
+        ("1e", ValueError, "not a duration"),
+        ("1e999", ValueError, "finite"),
+        ("9" * 400, ValueError, "finite"),
+        (-1, ValueError, "negative"),
+        (-0.001, ValueError, "negative"),
+        (timedelta(seconds=-1), ValueError, "negative"),
+        (math.nan, ValueError, "finite"),
+        (math.inf, ValueError, "finite"),
+        (np.float64("nan"), ValueError, "finite"),
+        (True, TypeError, "bool"),
+        (None, TypeError, "NoneType"),
+        ([5], TypeError, "list"),
+        (b"5s", TypeError, "bytes"),
+    ],
+)
+def test_parse_duration_rejects(value: object, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match) as info:
+        qa.parse_duration(value, name="lease")
+    assert "lease" in str(info.value)
+
+
+def test_parse_duration_zero_can_be_refused() -> None:
+    assert qa.parse_duration(0) == 0.0
+    with pytest.raises(ValueError, match="lease=0 must be greater than zero"):
+        qa.parse_duration(0, name="lease", allow_zero=False)
+    with pytest.raises(ValueError, match="greater than zero"):
+        qa.parse_duration("0s", name="lease", allow_zero=False)
+
+
+@given(
+    amount=st.integers(min_value=0, max_value=10**6),
+    unit=st.sampled_from(sorted(_UNITS)),
+    space=st.sampled_from(["", " "]),
+)
+def test_parse_duration_round_trips_integers(amount: int, unit: str, space: str) -> None:
+    assert qa.parse_duration(f"{amount}{space}{unit}") == pytest.approx(amount * _UNITS[unit])
+    assert qa.parse_duration(f"{amount}{unit.upper()}") == pytest.approx(amount * _UNITS[unit])
+
+
+@given(seconds=st.floats(min_value=0, max_value=1e9, allow_nan=False, allow_infinity=False))
+def test_parse_duration_round_trips_seconds(seconds: float) -> None:
+    assert qa.parse_duration(seconds) == seconds
+    assert qa.parse_duration(repr(seconds) + "s") == seconds
+    assert qa.parse_duration(timedelta(seconds=seconds)) == pytest.approx(seconds, abs=1e-6)
+
+
+@given(text=st.text(max_size=12))
+def test_parse_duration_never_raises_anything_but_value_error(text: str) -> None:
+    try:
+        result = qa.parse_duration(text)
+    except ValueError as exc:
+        assert "duration" in str(exc)
+    else:
+        assert math.isfinite(result) and result >= 0
+
+
+def test_fake_clock_advances_and_sets() -> None:
+    clock = qa.FakeClock(100.0)
+    assert clock() == 100.0
+    clock.advance("90s")
+    assert clock() == 190.0
+    clock.advance(timedelta(minutes=1))
+    assert clock() == 250.0
+    clock.set(5)
+    assert clock() == 5.0 and isinstance(clock(), float)
+    with pytest.raises(ValueError, match="by=-1 must not be negative"):
+        clock.advance(-1)
+    assert clock() == 5.0
+
+
+def test_fake_clock_default_start_and_system_clock() -> None:
+    assert qa.FakeClock()() == 1_700_000_000.0
+    before = datetime.now(UTC).timestamp()
+    assert before - 1 <= system_clock() <= before + 60
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1_700_000_000, 1_700_000_000.0),
+        (1.5, 1.5),
+        ("2023-11-14T22:13:20Z", 1_700_000_000.0),
+        ("2023-11-14 22:13:20", 1_700_000_000.0),  # no offset: UTC
+        ("2023-11-15T00:13:20+02:00", 1_700_000_000.0),
+        (datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC), 1_700_000_000.0),
+        (datetime(2023, 11, 14, 22, 13, 20), 1_700_000_000.0),
+        (pd.Timestamp("2023-11-14 22:13:20", tz="UTC"), 1_700_000_000.0),
+        (np.datetime64("2023-11-14T22:13:20"), 1_700_000_000.0),
+    ],
+)
+def test_to_epoch(value: object, expected: float) -> None:
+    assert to_epoch(value) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ("yesterday-ish", ValueError),
+        ("NaT", ValueError),
+        (math.nan, ValueError),
+        (True, TypeError),
+        (None, TypeError),
+        (timedelta(1), TypeError),
+    ],
+)
+def test_to_epoch_rejects(value: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match="since"):
+        to_epoch(value, name="since")
+
+
+def test_resolve_time() -> None:
+    now = 1_700_000_000.0
+    assert resolve_time("24h", now=now) == now - 86400
+    assert resolve_time(timedelta(hours=1), now=now) == now - 3600
+    assert resolve_time("2023-11-14T22:13:20Z", now=now) == now
+    assert resolve_time(5, now=now) == 5.0  # a bare number is absolute
+    with pytest.raises(ValueError, match="since"):  # a bare number in text is ambiguous
+        resolve_time("5", now=now, name="since")
+    with pytest.raises(ValueError, match="until"):
+        resolve_time("garbage", now=now, name="until")
+
+
+def test_to_datetime_is_utc() -> None:
+    assert to_datetime(None) is None
+    when = to_datetime(1_700_000_000.0)
+    assert when == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
+    assert when is not None and when.utcoffset() == timedelta(0)
+
+
+def test_epoch_to_series() -> None:
+    series = epoch_to_series([1_700_000_000.123456, math.nan], name="at")
+    assert str(series.dtype) == "datetime64[us, UTC]"
+    assert series.name == "at"
+    assert series.iloc[0] == pd.Timestamp("2023-11-14 22:13:20.123456", tz="UTC")
+    assert series.isna().tolist() == [False, True]
+    empty = epoch_to_series([])
+    assert len(empty) == 0 and str(empty.dtype) == "datetime64[us, UTC]"
+
+
+def test_parse_duration_accepts_exponents() -> None:
+    assert qa.parse_duration("1e-05s") == 1e-05
+    assert qa.parse_duration("1.5E3") == 1500.0
+    assert qa.parse_duration("2e1min") == 1200.0
