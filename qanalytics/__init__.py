@@ -8,6 +8,9 @@ Write side: :func:`connect` a store, :func:`register_worker`, :func:`heartbeat`,
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from ._time import FakeClock, parse_duration
 from .errors import (
     InvalidTransition,
@@ -48,6 +51,14 @@ from .taskqueue import (
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> Any:
+    # qa.plot loads matplotlib.pyplot on first use, not on every `import qanalytics`.
+    if name == "plot":
+        return importlib.import_module(".plot", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "FakeClock",
     "InvalidTransition",
@@ -82,6 +93,7 @@ __all__ = [
     "list_workers",
     "outages",
     "parse_duration",
+    "plot",
     "queue_metrics",
     "register_worker",
     "remove_worker",
