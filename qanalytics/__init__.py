@@ -24,7 +24,16 @@ from .errors import (
 )
 from .frames import attempts, heartbeats, tasks, workers
 from .liveness import alive_intervals, heartbeat_gaps, outages, uptime
-from .metrics import queue_metrics
+from .metrics import (
+    depth_timeline,
+    latency,
+    queue_depth,
+    queue_metrics,
+    retry_outcomes,
+    success_rate,
+    throughput,
+    utilization,
+)
 from .monitoring import QueueMonitoring
 from .registry import (
     Worker,
@@ -83,6 +92,7 @@ __all__ = [
     "claim",
     "complete",
     "connect",
+    "depth_timeline",
     "enqueue",
     "fail",
     "get_task",
@@ -90,16 +100,22 @@ __all__ = [
     "heartbeat",
     "heartbeat_gaps",
     "heartbeats",
+    "latency",
     "list_workers",
     "outages",
     "parse_duration",
     "plot",
+    "queue_depth",
     "queue_metrics",
     "register_worker",
     "remove_worker",
     "requeue_orphans",
+    "retry_outcomes",
     "stale_workers",
+    "success_rate",
     "tasks",
+    "throughput",
     "uptime",
+    "utilization",
     "workers",
 ]
