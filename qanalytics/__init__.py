@@ -45,6 +45,7 @@ from .registry import (
     remove_worker,
     stale_workers,
 )
+from .simulation import SimulationResult, simulate
 from .store import Store, StoreNotFound, connect
 from .taskqueue import (
     Task,
@@ -75,6 +76,7 @@ __all__ = [
     "QueueMonitoring",
     "ReadOnlyError",
     "SchemaError",
+    "SimulationResult",
     "Store",
     "StoreError",
     "StoreNotFound",
@@ -111,6 +113,7 @@ __all__ = [
     "remove_worker",
     "requeue_orphans",
     "retry_outcomes",
+    "simulate",
     "stale_workers",
     "success_rate",
     "tasks",

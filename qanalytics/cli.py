@@ -1,0 +1,761 @@
+"""The ``qanalytics`` command: the read side for the engineer on call, and a few chores.
+
+Every command takes ``--db PATH`` (or the ``QANALYTICS_DB`` environment variable) and
+calls one library function. Read commands open the store read-only and take a hidden
+``--now`` to answer as of a past moment. Tabular output is ``--format table`` (aligned
+text, timestamps as ``YYYY-MM-DD HH:MM:SS`` UTC), ``json`` (a list of records, ISO 8601
+timestamps) or ``csv``.
+
+Exit status: 0 on success; 1 from ``stale`` when a worker is stale; 2 for user errors
+(no such file, not a queue store, a bad duration or argument), reported as one
+``Error: ...`` line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+import click
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from ._time import parse_duration
+from .errors import QAnalyticsError
+from .store import Store, connect
+
+__all__ = ["EXIT_STALE", "EXIT_USER_ERROR", "CLIError", "emit_frame", "main", "prometheus_text"]
+
+#: Exit status for user errors; click uses the same for usage errors.
+EXIT_USER_ERROR = 2
+#: Exit status of ``qanalytics stale`` when at least one worker is stale.
+EXIT_STALE = 1
+
+#: Errors that mean the user asked for something impossible, not that qanalytics broke.
+_USER_ERRORS: tuple[type[BaseException], ...] = (
+    QAnalyticsError,
+    ValueError,
+    TypeError,
+    FileNotFoundError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CLIError(click.ClickException):
+    """A user error: printed as one ``Error: ...`` line on stderr, exit status 2."""
+
+    exit_code = EXIT_USER_ERROR
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+class _Group(click.Group):
+    """A group that turns library and argument errors into one line and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            # Without a context click prints only the "Error: ..." line, not the usage banner.
+            exc.ctx = None
+            raise
+        except _USER_ERRORS as exc:
+            raise CLIError(_one_line(exc)) from exc
+
+
+class _Duration(click.ParamType):
+    """Seconds or a duration string such as ``90s``, ``5min``, ``24h``, ``7d``."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, float):
+            return value
+        option = param.opts[0] if param is not None and param.opts else "duration"
+        try:
+            return parse_duration(value, name=option)
+        except (ValueError, TypeError) as exc:
+            raise CLIError(_one_line(exc)) from None
+
+
+DURATION = _Duration()
+
+_FORMATS = ("table", "json", "csv")
+_TIME_HELP = "A timestamp (ISO 8601 or epoch seconds) or a duration back from now ('24h')."
+
+
+def _db_option(f: F) -> F:
+    return click.option(
+        "--db",
+        "db_path",
+        metavar="PATH",
+        envvar="QANALYTICS_DB",
+        show_envvar=True,
+        help="The queue store (a SQLite file).",
+    )(f)
+
+
+def _now_option(f: F) -> F:
+    # Hidden: for tests and incident replays rather than everyday use.
+    return click.option(
+        "--now",
+        default=None,
+        hidden=True,
+        help="Answer as of this moment (ISO 8601 or epoch seconds) instead of the clock.",
+    )(f)
+
+
+def _format_option(choices: Iterable[str] = _FORMATS) -> Callable[[F], F]:
+    def decorate(f: F) -> F:
+        return click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(list(choices)),
+            default="table",
+            show_default=True,
+            help="Output format.",
+        )(f)
+
+    return decorate
+
+
+def _time_arg(value: str | None) -> Any:
+    """A command-line time: epoch seconds when numeric, else the string for the library."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def _require_path(db_path: str | None) -> str:
+    if db_path is None:
+        raise CLIError("no queue store given: pass --db PATH or set QANALYTICS_DB")
+    return db_path
+
+
+def _open(db_path: str | None, *, readonly: bool = True) -> Store:
+    path = _require_path(db_path)
+    if not readonly:
+        # A writer would create a missing file; check it is an existing store first.
+        connect(path, readonly=True).close()
+    return connect(path, readonly=readonly)
+
+
+# -- output ---------------------------------------------------------------------------------
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None or value is pd.NaT or value is pd.NA:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _plain(value: Any) -> Any:
+    """A cell as a JSON-serialisable Python value."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _nested_text(value: Any, *, table: bool) -> str:
+    if _is_missing(value):
+        return ""
+    if table and isinstance(value, (list, tuple, np.ndarray)):
+        return ", ".join(str(_plain(v)) for v in value)
+    if isinstance(value, (Mapping, list, tuple, np.ndarray)):
+        return json.dumps(_plain(value), sort_keys=True)
+    return str(value)
+
+
+def _iso(series: pd.Series) -> pd.Series:
+    text = series.dt.tz_convert("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S.%f").str[:-3] + "Z"
+    return text.where(series.notna(), None)
+
+
+def _table_cells(frame: pd.DataFrame) -> dict[str, list[str]]:
+    cells: dict[str, list[str]] = {}
+    for name in frame.columns:
+        col = frame[name]
+        if isinstance(col.dtype, pd.DatetimeTZDtype):
+            text = col.dt.tz_convert("UTC").dt.strftime("%Y-%m-%d %H:%M:%S")
+            cells[str(name)] = text.where(col.notna(), "").tolist()
+        elif pd.api.types.is_float_dtype(col.dtype):
+            spec = "{:.1f}" if str(name).endswith("_s") else "{:.3f}"
+            values = col.to_numpy(dtype=float, na_value=np.nan)
+            cells[str(name)] = ["" if math.isnan(v) else spec.format(v) for v in values]
+        elif col.dtype == object:
+            cells[str(name)] = [_nested_text(v, table=True) for v in col]
+        else:
+            cells[str(name)] = ["" if _is_missing(v) else str(v) for v in col.astype(object)]
+    return cells
+
+
+def _render_table(cells: Mapping[str, list[str]], right: Iterable[str] = ()) -> str:
+    """Columns of text as an aligned table: numbers flush right, everything else left."""
+    flush_right = set(right)
+    columns = []
+    for name, raw in cells.items():
+        # A newline inside a cell (task types may hold one) would break the rows apart.
+        values = [text.replace("\n", "\\n") for text in raw]
+        width = max([len(name), *(len(v) for v in values)])
+        align = str.rjust if name in flush_right else str.ljust
+        columns.append([align(text, width) for text in [name, *values]])
+    return "\n".join("  ".join(row).rstrip() for row in zip(*columns, strict=True))
+
+
+def _numeric_columns(frame: pd.DataFrame) -> list[str]:
+    return [
+        str(name)
+        for name in frame.columns
+        if pd.api.types.is_numeric_dtype(frame[name].dtype)
+        and not pd.api.types.is_bool_dtype(frame[name].dtype)
+    ]
+
+
+def _json_cell(value: Any) -> Any:
+    if isinstance(value, (Mapping, list, tuple, np.ndarray)):
+        return _plain(value)
+    return None if _is_missing(value) else _plain(value)
+
+
+def _for_json(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    data = frame.copy()
+    for name in data.columns:
+        if isinstance(data[name].dtype, pd.DatetimeTZDtype):
+            data[name] = _iso(data[name])
+    names = [str(name) for name in data.columns]
+    return [
+        {name: _json_cell(value) for name, value in zip(names, row, strict=True)}
+        for row in data.astype(object).itertuples(index=False, name=None)
+    ]
+
+
+def _for_csv(frame: pd.DataFrame) -> str:
+    data = frame.copy()
+    for name in data.columns:
+        col = data[name]
+        if isinstance(col.dtype, pd.DatetimeTZDtype):
+            data[name] = _iso(col)
+        elif col.dtype == object:
+            data[name] = [_nested_text(v, table=False) for v in col]
+    return str(data.to_csv(index=False, lineterminator="\n"))
+
+
+def emit_frame(frame: pd.DataFrame, fmt: str, *, empty: str = "(no rows)") -> None:
+    """Write a frame to stdout as an aligned table, JSON records or CSV.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+    fmt : {"table", "json", "csv"}
+    empty : str, default "(no rows)"
+        What the table format prints when the frame has no rows.
+    """
+    if fmt == "json":
+        click.echo(json.dumps(_for_json(frame)))
+    elif fmt == "csv":
+        click.echo(_for_csv(frame), nl=False)
+    elif frame.empty:
+        click.echo(empty)
+    else:
+        click.echo(_render_table(_table_cells(frame), right=_numeric_columns(frame)))
+
+
+# -- Prometheus -----------------------------------------------------------------------------
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _escape_help(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _sample_value(value: Any) -> str:
+    if value is None:
+        return "NaN"
+    if isinstance(value, (bool, np.bool_)):
+        return "1" if value else "0"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    number = float(value)
+    if math.isnan(number):
+        return "NaN"
+    if math.isinf(number):
+        return "+Inf" if number > 0 else "-Inf"
+    return repr(number)
+
+
+def prometheus_text(metrics: Mapping[str, Any]) -> str:
+    """Queue metrics in the Prometheus text exposition format (version 0.0.4).
+
+    Every metric is a gauge named ``qanalytics_...`` with ``# HELP`` and ``# TYPE`` lines;
+    label values are escaped (backslash, double quote, newline).
+
+    Parameters
+    ----------
+    metrics : mapping
+        The dict :func:`qanalytics.queue_metrics` returns.
+
+    Returns
+    -------
+    str
+        The exposition text, ending with a newline.
+    """
+    families: list[tuple[str, str, list[tuple[dict[str, str], Any]]]] = []
+    by_status = metrics["queue_depth_by_status"]
+    families.append(
+        (
+            "queue_depth",
+            "Tasks in the store by status.",
+            [({"status": str(s)}, n) for s, n in by_status.items()],
+        )
+    )
+    families.append(
+        (
+            "queued_tasks",
+            "Queued tasks by type.",
+            [({"type": str(t)}, n) for t, n in metrics["queue_depth_by_type"].items()],
+        )
+    )
+    stats = metrics["task_statistics"]
+    families.append(
+        ("runnable_tasks", "Queued tasks whose run_after has passed.", [({}, stats["runnable"])])
+    )
+    families.append(
+        (
+            "delayed_tasks",
+            "Queued tasks waiting for their run_after (retry backoff or scheduled).",
+            [({}, stats["delayed"])],
+        )
+    )
+    oldest = metrics["oldest_queued_task_age_seconds"]
+    families.append(
+        (
+            "oldest_queued_task_age_seconds",
+            "Age of the oldest queued task in seconds; 0 when nothing is queued.",
+            [({}, 0.0 if oldest is None else oldest)],
+        )
+    )
+    families.append(
+        (
+            "success_rate",
+            "Completed over completed plus failed tasks; NaN when none has finished.",
+            [({}, metrics["success_rate"])],
+        )
+    )
+    families.append(
+        (
+            "failure_rate",
+            "Failed over completed plus failed tasks; NaN when none has finished.",
+            [({}, metrics["failure_rate"])],
+        )
+    )
+    total = int(metrics["total_workers"])
+    active = int(metrics["active_workers"])
+    stale = int(metrics["stale_workers"])
+    families.append(
+        (
+            "workers",
+            "Registered (not removed) workers by heartbeat state; total counts them all.",
+            [
+                ({"state": "active"}, active),
+                ({"state": "late"}, total - active - stale),
+                ({"state": "stale"}, stale),
+                ({"state": "total"}, total),
+            ],
+        )
+    )
+    lines: list[str] = []
+    for short, help_text, samples in families:
+        name = f"qanalytics_{short}"
+        lines.append(f"# HELP {name} {_escape_help(help_text)}")
+        lines.append(f"# TYPE {name} gauge")
+        for labels, value in samples:
+            label_text = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels.items())
+            suffix = "{" + label_text + "}" if label_text else ""
+            lines.append(f"{name}{suffix} {_sample_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _metric_text(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _flatten(metrics: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            rows.extend(_flatten(value, prefix=f"{name}."))
+        else:
+            rows.append((name, value))
+    return rows
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="qanalytics")
+def main() -> None:
+    """Understand a SQLite-backed task queue: workers, outages, metrics.
+
+    Every command reads the store named by --db (or QANALYTICS_DB) read-only, except
+    requeue-orphans and simulate. Exit status 2 means a user error (printed as one line).
+    """
+
+
+@main.command("workers", short_help="The fleet: each worker's state and current task.")
+@_db_option
+@click.option(
+    "--state",
+    type=click.Choice(["active", "late", "stale", "removed"]),
+    default=None,
+    help="Only workers in this state.",
+)
+@click.option("--include-removed", is_flag=True, help="Also list removed workers.")
+@_format_option()
+@_now_option
+def workers_command(
+    db_path: str | None, state: str | None, include_removed: bool, fmt: str, now: str | None
+) -> None:
+    """The fleet: one row per worker with its state, last heartbeat and current task."""
+    from .frames import workers
+
+    with _open(db_path) as db:
+        frame = workers(
+            db, now=_time_arg(now), include_removed=include_removed or state == "removed"
+        )
+    if state is not None:
+        frame = frame[frame["state"] == state].reset_index(drop=True)
+    if fmt == "table" and any(str(c).startswith("cap_") for c in frame.columns):
+        frame = frame.drop(columns="capabilities")  # the cap_<key> columns say the same
+    emit_frame(frame, fmt, empty="No workers.")
+
+
+@main.command("stale", short_help="Stale workers and their tasks; exit 1 if any.")
+@_db_option
+@click.option(
+    "--threshold",
+    type=DURATION,
+    default="5min",
+    show_default=True,
+    help="A worker silent for longer than this is stale.",
+)
+@_format_option()
+@_now_option
+@click.pass_context
+def stale_command(
+    ctx: click.Context, db_path: str | None, threshold: float, fmt: str, now: str | None
+) -> None:
+    """Stale workers and the tasks they hold; exit status 1 when any worker is stale.
+
+    The output is printed either way, so cron jobs and alerting can use the exit status
+    and still show what was found.
+    """
+    from .frames import workers
+
+    with _open(db_path) as db:
+        # Late sits between active and stale, so the active bound must not exceed the stale one.
+        frame = workers(
+            db, now=_time_arg(now), active_within=min(60.0, threshold), stale_after=threshold
+        )
+    stale = frame.loc[
+        frame["state"] == "stale",
+        ["worker_id", "last_heartbeat_at", "since_heartbeat_s", "current_task_id"],
+    ].reset_index(drop=True)
+    if fmt == "table" and not stale.empty:
+        click.echo(f"{len(stale)} stale worker(s), silent for more than {threshold:g}s:")
+    emit_frame(stale, fmt, empty=f"No stale workers (threshold {threshold:g}s).")
+    if not stale.empty:
+        ctx.exit(EXIT_STALE)
+
+
+@main.command("outages", short_help="Heartbeat silences and the tasks held.")
+@_db_option
+@click.option("--since", default="24h", show_default=True, help=_TIME_HELP)
+@click.option("--until", default=None, help=_TIME_HELP)
+@click.option(
+    "--min-gap",
+    type=DURATION,
+    default=None,
+    help="A silence longer than this is an outage [default: 3x each worker's median interval].",
+)
+@_format_option()
+@_now_option
+def outages_command(
+    db_path: str | None,
+    since: str,
+    until: str | None,
+    min_gap: float | None,
+    fmt: str,
+    now: str | None,
+) -> None:
+    """Silences in the heartbeat history: who went quiet, when, and what they held."""
+    from .liveness import outages
+
+    with _open(db_path) as db:
+        frame = outages(
+            db,
+            min_gap=min_gap,
+            since=_time_arg(since),
+            until=_time_arg(until),
+            now=_time_arg(now),
+        )
+    emit_frame(frame, fmt, empty="No outages.")
+
+
+@main.command("metrics", short_help="Queue health now (table, JSON or Prometheus).")
+@_db_option
+@_format_option(("table", "json", "prometheus"))
+@_now_option
+def metrics_command(db_path: str | None, fmt: str, now: str | None) -> None:
+    """The queue's health now: depth by status and type, oldest task, success rate, workers.
+
+    --format prometheus writes the Prometheus text exposition format, for a textfile
+    collector or a scrape endpoint.
+    """
+    from .metrics import queue_metrics
+
+    with _open(db_path) as db:
+        metrics = queue_metrics(db, now=_time_arg(now))
+    if fmt == "prometheus":
+        click.echo(prometheus_text(metrics), nl=False)
+    elif fmt == "json":
+        click.echo(json.dumps(_plain(metrics), indent=2))
+    else:
+        rows = _flatten(metrics)
+        cells = {
+            "metric": [name for name, _ in rows],
+            "value": [_metric_text(value) for _, value in rows],
+        }
+        click.echo(_render_table(cells, right=["value"]))
+
+
+@main.command("success-rate", short_help="Success rate over time with Wilson intervals.")
+@_db_option
+@click.option("--freq", default="1h", show_default=True, help="Bucket width ('1h', '1D').")
+@click.option(
+    "--by",
+    type=click.Choice(["type", "worker_id"]),
+    multiple=True,
+    help="Group by task type and/or worker (repeatable).",
+)
+@click.option("--since", default="7d", show_default=True, help=_TIME_HELP)
+@click.option("--until", default=None, help=_TIME_HELP)
+@click.option(
+    "--level",
+    type=click.Choice(["task", "attempt"]),
+    default="task",
+    show_default=True,
+    help="Count final task outcomes, or every attempt.",
+)
+@click.option(
+    "--confidence",
+    type=float,
+    default=0.95,
+    show_default=True,
+    help="Confidence level of the Wilson interval.",
+)
+@_format_option()
+@_now_option
+def success_rate_command(
+    db_path: str | None,
+    freq: str,
+    by: tuple[str, ...],
+    since: str,
+    until: str | None,
+    level: str,
+    confidence: float,
+    fmt: str,
+    now: str | None,
+) -> None:
+    """Success rate per time bucket, with Wilson confidence intervals."""
+    from .metrics import success_rate
+
+    group: str | list[str] | None = None if not by else (by[0] if len(by) == 1 else list(by))
+    with _open(db_path) as db:
+        frame = success_rate(
+            db,
+            freq=freq,
+            by=group,
+            since=_time_arg(since),
+            until=_time_arg(until),
+            now=_time_arg(now),
+            level=level,
+            confidence=confidence,
+        )
+    emit_frame(frame, fmt, empty="No finished tasks in the window.")
+
+
+_ORPHAN_COLUMNS = ["task_id", "type", "worker_id", "attempts", "max_attempts", "reason", "status"]
+
+
+def _orphans(db: Store, stale_after: float, at: float) -> pd.DataFrame:
+    """The tasks :func:`qanalytics.requeue_orphans` would take back at `at`, read only.
+
+    Mirrors its rule: a processing task is orphaned when its worker is removed, stale
+    or unknown, or its lease has expired. ``status`` is where the task would go:
+    ``queued`` while it has attempts left, else ``failed``.
+    """
+    from .frames import tasks, workers
+    from .taskqueue import get_task
+
+    fleet = workers(
+        db,
+        now=at,
+        active_within=min(60.0, stale_after),
+        stale_after=stale_after,
+        include_removed=True,
+    )
+    states = dict(
+        zip(fleet["worker_id"].astype(object), fleet["state"].astype(object), strict=True)
+    )
+    held = tasks(db, status="processing", now=at)
+    rows = []
+    for task_id, type_, worker_id, attempts, max_attempts in zip(
+        held["id"].tolist(),
+        held["type"].astype(object),
+        held["worker_id"].astype(object),
+        held["attempts"].tolist(),
+        held["max_attempts"].tolist(),
+        strict=True,
+    ):
+        state = states.get(worker_id, "stale") if isinstance(worker_id, str) else "stale"
+        if state in ("removed", "stale"):
+            reason = f"worker {state}"
+        else:
+            # The frames carry no lease; the task record does, and few tasks are processing.
+            lease = get_task(db, task_id).lease_until
+            if lease is None or lease.timestamp() >= at:
+                continue
+            reason = "lease expired"
+        rows.append(
+            [
+                task_id,
+                type_,
+                worker_id if isinstance(worker_id, str) else None,
+                attempts,
+                max_attempts,
+                reason,
+                "queued" if attempts < max_attempts else "failed",
+            ]
+        )
+    return pd.DataFrame(rows, columns=_ORPHAN_COLUMNS).astype(
+        {"task_id": "int64", "attempts": "int64", "max_attempts": "int64"}
+    )
+
+
+@main.command("requeue-orphans", short_help="Requeue tasks whose worker is gone (writes).")
+@_db_option
+@click.option(
+    "--stale-after",
+    type=DURATION,
+    default="5min",
+    show_default=True,
+    help="A worker silent for longer than this is stale, and its tasks orphaned.",
+)
+@click.option("--dry-run", is_flag=True, help="List what would be taken back; change nothing.")
+@_format_option()
+@_now_option
+def requeue_orphans_command(
+    db_path: str | None, stale_after: float, dry_run: bool, fmt: str, now: str | None
+) -> None:
+    """Put tasks held by stale or removed workers (or with expired leases) back in the queue.
+
+    The one command that writes. A task out of attempts ends failed instead of queued.
+    With --dry-run the store is opened read-only and nothing changes.
+    """
+    from ._frame import resolve_now
+    from .taskqueue import get_task, requeue_orphans
+
+    with _open(db_path, readonly=dry_run) as db:
+        at = resolve_now(db, _time_arg(now))
+        planned = _orphans(db, stale_after, at)
+        if dry_run:
+            done = planned
+        else:
+            ids = requeue_orphans(db, stale_after=stale_after, now=at)
+            known = planned.set_index("task_id")
+            rows = []
+            for task_id in ids:
+                task = get_task(db, task_id)
+                if task_id in known.index:
+                    worker_id, reason = known.at[task_id, "worker_id"], known.at[task_id, "reason"]
+                else:  # orphaned between the read and the write
+                    worker_id, reason = task.worker_id, task.error
+                rows.append(
+                    [
+                        task_id,
+                        task.type,
+                        worker_id,
+                        task.attempts,
+                        task.max_attempts,
+                        reason,
+                        task.status,
+                    ]
+                )
+            done = pd.DataFrame(rows, columns=_ORPHAN_COLUMNS)
+    if fmt == "table":
+        ids_text = ", ".join(str(i) for i in done["task_id"])
+        verb = "Would take back" if dry_run else "Took back"
+        if done.empty:
+            click.echo("No orphaned tasks." + (" (dry run)" if dry_run else ""))
+            return
+        click.echo(f"{verb} {len(done)} orphaned task(s): {ids_text}")
+    emit_frame(done, fmt)
+
+
+@main.command("simulate", short_help="Write a simulated fleet and workload to PATH.")
+@click.argument("path", required=False, metavar="PATH")
+@_db_option
+@click.option(
+    "--workers", type=int, default=24, show_default=True, help="Initial fleet size (4 to 1000)."
+)
+@click.option("--duration", type=DURATION, default="48h", show_default=True, help="Simulated time.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same database.")
+@click.option("--overwrite", is_flag=True, help="Replace the contents of an existing store.")
+def simulate_command(
+    path: str | None,
+    db_path: str | None,
+    workers: int,
+    duration: float,
+    seed: int,
+    overwrite: bool,
+) -> None:
+    """Write a realistic simulated fleet, workload and incidents into the store at PATH.
+
+    PATH defaults to --db; the file is created if missing. A store that already holds
+    workers or tasks is replaced only with --overwrite, and a file that is not a queue
+    store never is. Progress is shown on stderr.
+    """
+    from .simulation import simulate
+
+    target = path if path is not None else _require_path(db_path)
+    result = simulate(
+        target, workers=workers, duration=duration, seed=seed, progress=True, overwrite=overwrite
+    )
+    counts = ", ".join(f"{n:,} {name}" for name, n in result.counts.items())
+    click.echo(f"Wrote {result.path}: {counts} (seed {result.seed}).")
