@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._time import epoch_to_series, resolve_time, to_epoch
+from ._time import epoch_to_series, resolve_time
 from .schema import OUTCOMES, TASK_STATUSES
 from .store import Store
 
@@ -37,13 +37,13 @@ def resolve_now(db: Store, now: Any) -> float:
     Parameters
     ----------
     db : Store
-    now : time-like or None
+    now : time-like, "latest" or None
 
     Returns
     -------
     float
     """
-    return db.now() if now is None else to_epoch(now, name="now")
+    return db.resolve_now(now)
 
 
 def resolve_window(

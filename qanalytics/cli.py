@@ -106,12 +106,11 @@ def _db_option(f: F) -> F:
 
 
 def _now_option(f: F) -> F:
-    # Hidden: for tests and incident replays rather than everyday use.
     return click.option(
         "--now",
         default=None,
-        hidden=True,
-        help="Answer as of this moment (ISO 8601 or epoch seconds) instead of the clock.",
+        help="Answer as of this moment (ISO 8601, epoch seconds, or 'latest' for the "
+        "store's last recorded event) instead of the clock.",
     )(f)
 
 

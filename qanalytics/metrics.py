@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ._frame import OUTCOME_DTYPE, STATUS_DTYPE, UTC_DTYPE, as_utc, empty_frame, resolve_window
-from ._time import parse_duration, to_epoch
+from ._time import parse_duration
 from .schema import OUTCOMES, TASK_STATUSES
 from .store import Store
 
@@ -415,7 +415,7 @@ def queue_metrics(
     ...     qa.queue_metrics(db)["queue_depth_by_status"]["queued"]
     0
     """
-    at = db.now() if now is None else to_epoch(now, name="now")
+    at = db.resolve_now(now)
     active_s = parse_duration(active_within, name="active_within")
     stale_s = parse_duration(stale_after, name="stale_after")
     if now is not None and _has_events_after(db, at):
@@ -515,8 +515,8 @@ def queue_depth(db: Store, *, now: Any = None) -> pd.DataFrame:
     ['status', 'type', 'count']
     """
     columns = {"status": STATUS_DTYPE, "type": "category", "count": "int64"}
-    if now is not None and _has_events_after(db, to_epoch(now, name="now")):
-        st = _states_at(db, to_epoch(now, name="now"))
+    if now is not None and _has_events_after(db, db.resolve_now(now)):
+        st = _states_at(db, db.resolve_now(now))
         n_types = max(len(st.types), 1)
         combined = np.bincount(
             st.status * n_types + st.type_codes, minlength=len(TASK_STATUSES) * n_types

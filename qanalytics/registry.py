@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from ._time import parse_duration, to_datetime, to_epoch
+from ._time import parse_duration, to_datetime
 from .errors import WorkerNotFound
 from .store import Store
 
@@ -390,7 +390,7 @@ def _threshold(value: Any, name: str) -> float:
 
 
 def _now(db: Store, now: Any) -> float:
-    return db.now() if now is None else to_epoch(now, name="now")
+    return db.resolve_now(now)
 
 
 def active_workers(db: Store, within: Any = 60, *, now: Any = None) -> list[Worker]:

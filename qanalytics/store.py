@@ -14,12 +14,12 @@ import urllib.parse
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
 
-from ._time import Clock, system_clock
+from ._time import Clock, system_clock, to_epoch
 from .errors import QAnalyticsError, ReadOnlyError, SchemaError, StoreError
 from .schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
@@ -151,6 +151,27 @@ class Store:
         float
         """
         return float(self.clock())
+
+    def resolve_now(self, now: Any = None) -> float:
+        """Resolve a ``now=`` argument to epoch seconds.
+
+        Parameters
+        ----------
+        now : time-like, "latest" or None
+            None means the store clock; ``"latest"`` the latest recorded event
+            (:meth:`latest_event_at`); anything else an absolute time (epoch seconds,
+            ISO 8601 string, datetime).
+
+        Returns
+        -------
+        float
+        """
+        if now is None:
+            return self.now()
+        if isinstance(now, str) and now.strip().lower() == "latest":
+            latest = self.latest_event_at()
+            return self.now() if latest is None else latest
+        return to_epoch(now, name="now")
 
     # -- writing ------------------------------------------------------------------------
     def require_writable(self, action: str) -> None:
@@ -334,6 +355,25 @@ class Store:
                 raw[name] = np.asarray(col.to_numpy(zero_copy_only=False), dtype=dtype)
         return _finish_frame(raw, columns)
 
+    def latest_event_at(self) -> float | None:
+        """The time of the latest recorded event: a beat, registration, claim or finish.
+
+        Returns
+        -------
+        float or None
+            Epoch seconds; None for an empty store.
+        """
+        row = self.query(
+            "SELECT max(x) FROM ("
+            " SELECT max(at) AS x FROM heartbeats UNION ALL"
+            " SELECT max(at) FROM worker_events UNION ALL"
+            " SELECT max(created_at) FROM tasks UNION ALL"
+            " SELECT max(claimed_at) FROM attempts UNION ALL"
+            " SELECT max(finished_at) FROM attempts)",
+            action="find the latest recorded event",
+        )[0]
+        return None if row[0] is None else float(row[0])
+
     # -- schema -------------------------------------------------------------------------
     @property
     def schema_version(self) -> int:
@@ -447,7 +487,7 @@ def connect(
     target: str | os.PathLike[str] = ":memory:",
     *,
     readonly: bool = False,
-    clock: Clock | None = None,
+    clock: Clock | Literal["latest"] | None = None,
 ) -> Store:
     """Open (and if needed create) a qanalytics queue store.
 
@@ -458,9 +498,13 @@ def connect(
     readonly : bool, default False
         Open the file read-only (SQLite ``mode=ro``): never create it, never migrate
         it, and raise :class:`ReadOnlyError` on any write.
-    clock : callable, optional
+    clock : callable or "latest", optional
         Returns the current UTC time as epoch seconds; every write stamps time from it.
         Defaults to :func:`time.time`. Tests and simulations pass a fake clock.
+        ``"latest"`` freezes "now" at the store's latest recorded event
+        (:meth:`Store.latest_event_at`), so a historical file (``data/sample.db``, a copy
+        taken during an incident) is read as it stood when its last event was written
+        rather than as of today, when every worker would look stale.
 
     Returns
     -------
@@ -483,8 +527,11 @@ def connect(
     >>> with qa.connect(":memory:") as db:
     ...     qa.register_worker(db, "w1", {"gpu": True})
     """
-    if clock is not None and not callable(clock):
-        raise TypeError(f"clock must be a callable returning epoch seconds, not {clock!r}")
+    latest = isinstance(clock, str) and clock == "latest"
+    if clock is not None and not latest and not callable(clock):
+        raise TypeError(
+            f"clock must be a callable returning epoch seconds or 'latest', not {clock!r}"
+        )
     if not isinstance(readonly, bool):
         raise TypeError(f"readonly must be a bool, not {type(readonly).__name__}")
     path = _target_path(target)
@@ -524,4 +571,10 @@ def connect(
     except BaseException:
         conn.close()
         raise
-    return Store(path, conn, readonly=readonly, clock=clock or system_clock)
+    store = Store(path, conn, readonly=readonly, clock=system_clock)
+    if latest:
+        frozen = store.latest_event_at()
+        store.clock = (lambda: frozen) if frozen is not None else system_clock
+    elif clock is not None:
+        store.clock = cast(Clock, clock)
+    return store

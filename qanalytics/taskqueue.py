@@ -526,7 +526,7 @@ def requeue_orphans(db: Store, *, stale_after: Any = "5min", now: Any = None) ->
     """
     stale_s = parse_duration(stale_after, name="stale_after")
     with db.transaction("requeue orphaned tasks") as conn:
-        at = db.now() if now is None else to_epoch(now, name="now")
+        at = db.resolve_now(now)
         rows = conn.execute(
             "SELECT t.id, t.attempts, t.max_attempts,"
             " CASE WHEN w.removed_at IS NOT NULL THEN 'worker removed'"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -469,3 +470,28 @@ def test_clock_stamps_every_write(db: qa.Store, clock: qa.FakeClock) -> None:
     ]:
         times |= {row[0] for row in db.query(sql)}
     assert times == {t0, t0 + 10, t0 + 20, t0 + 30, t0 + 40, t0 + 50}
+
+
+def test_clock_latest_freezes_now_at_the_last_event(db_path: Path) -> None:
+    clock = qa.FakeClock(1_000.0)
+    with qa.connect(db_path, clock=clock) as db:
+        qa.register_worker(db, "w1")
+        clock.advance(30)
+        qa.heartbeat(db, "w1")
+        clock.advance(5)
+        task_id = qa.enqueue(db, "t")
+        qa.claim(db, "w1")
+        clock.advance(7)
+        qa.complete(db, task_id)
+        assert db.latest_event_at() == 1_042.0
+    with qa.connect(db_path, readonly=True, clock="latest") as ro:
+        assert ro.now() == 1_042.0
+        assert qa.workers(ro)["state"].tolist() == ["active"]
+    with qa.connect(":memory:", clock="latest") as empty:
+        assert empty.latest_event_at() is None
+        assert abs(empty.now() - time.time()) < 60
+
+
+def test_clock_rejects_other_strings() -> None:
+    with pytest.raises(TypeError, match="clock"):
+        qa.connect(":memory:", clock="earliest")  # type: ignore[arg-type]
