@@ -107,7 +107,7 @@ def test_help_lists_commands() -> None:
     for name in ["workers", "stale", "outages", "metrics", "success-rate", "requeue-orphans"]:
         assert name in result.stdout
     assert "simulate" in result.stdout
-    assert "--now" not in run("workers", "--help").stdout
+    assert "latest" in run("workers", "--help").stdout  # --now is documented
 
 
 # -- workers --------------------------------------------------------------------------------
@@ -550,3 +550,18 @@ def test_subprocess_user_error_is_one_line(tmp_path: Path) -> None:
     bad = qanalytics("stale", "--threshold", "forever", db=tmp_path / "missing.db")
     assert bad.returncode == 2
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_now_latest_reads_a_historical_store_as_of_its_last_event(tmp_path: Path) -> None:
+    clock = qa.FakeClock(1_000_000.0)
+    path = tmp_path / "old.db"
+    with qa.connect(path, clock=clock) as db:
+        qa.register_worker(db, "a")
+        qa.register_worker(db, "b")
+        clock.advance(600)
+        qa.heartbeat(db, "a")
+    # Today every worker of a months-old file is stale; as of its last event only "b" is.
+    result = CliRunner().invoke(main, ["stale", "--db", str(path), "--now", "latest"])
+    assert result.exit_code == 1
+    assert "b" in result.output.split("current_task_id", 1)[1]
+    assert " a " not in result.output
