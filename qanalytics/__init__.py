@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from . import capacity
 from ._time import FakeClock, parse_duration
 from .errors import (
     InvalidTransition,
@@ -91,6 +92,7 @@ __all__ = [
     "attempts",
     "backoff_delay",
     "cancel",
+    "capacity",
     "claim",
     "complete",
     "connect",
