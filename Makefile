@@ -25,7 +25,7 @@ lab: $(STAMP)
 
 report: $(STAMP)
 	mkdir -p reports
-	$(BIN)/qanalytics report --db data/sample.db --since 7d -o reports/sample-report.html
+	$(BIN)/qanalytics report --db data/sample.db --since 7d --now latest -o reports/sample-report.html
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

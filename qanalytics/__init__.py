@@ -46,6 +46,7 @@ from .registry import (
     remove_worker,
     stale_workers,
 )
+from .report import write_report
 from .simulation import SimulationResult, simulate
 from .store import Store, StoreNotFound, connect
 from .taskqueue import (
@@ -123,4 +124,5 @@ __all__ = [
     "uptime",
     "utilization",
     "workers",
+    "write_report",
 ]

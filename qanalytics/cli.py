@@ -758,3 +758,45 @@ def simulate_command(
     )
     counts = ", ".join(f"{n:,} {name}" for name, n in result.counts.items())
     click.echo(f"Wrote {result.path}: {counts} (seed {result.seed}).")
+
+
+@main.command("report", short_help="Write the HTML report for a capacity-planning review.")
+@_db_option
+@click.option("--since", default="7d", show_default=True, help=_TIME_HELP)
+@_now_option
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    metavar="PATH",
+    default="report.html",
+    show_default=True,
+    help="The HTML file to write (its folder is created if missing).",
+)
+@click.option("--title", default=None, help="The report's heading [default: from the file name].")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def report_command(
+    db_path: str | None,
+    since: str,
+    now: str | None,
+    output: str,
+    title: str | None,
+    quiet: bool,
+) -> None:
+    """Write a self-contained HTML report: fleet, outages, success rate, latency, backlog.
+
+    The report is a template notebook executed against the store (read-only) and
+    exported without code; plots are embedded and nothing is fetched from the network.
+    A historical file (a copy, the sample) needs --now latest, or the window ends today.
+    """
+    from .report import write_report
+
+    path = write_report(
+        _require_path(db_path),
+        output,
+        since=_time_arg(since),
+        now=_time_arg(now),
+        progress=not quiet,
+        title=title,
+    )
+    click.echo(f"Wrote {path}.")

@@ -638,3 +638,232 @@ def test_plots_of_real_frames(busy_db: qa.Store) -> None:
             drawn += 1
     if not drawn:
         pytest.skip("no read-side frame functions yet")
+
+
+# ------------------------------------------------------------------- capacity
+
+
+def plan_frame(by: str = "hour_of_day") -> pd.DataFrame:
+    """A four-hour plan by contract (capacity.plan), at 1.5 times the observed load."""
+    if by == "type":
+        frame = pd.DataFrame(
+            {
+                "type": _cat(["email", "render"]),
+                "offered_load": [0.5, 3.0],
+                "workers_alive": [6.0, 6.0],
+                "stable": [True, True],
+                "recommended_workers": pd.array([2, 6], dtype="Int64"),
+            }
+        )
+    else:
+        frame = pd.DataFrame(
+            {
+                "hour_of_day": np.array([0, 1, 2, 3], dtype="int64"),
+                "offered_load": [1.0, 2.0, 4.0, 2.0],
+                "workers_alive": [4.0, 4.0, 5.5, 5.0],
+                "stable": [True, True, False, True],
+                "recommended_workers": pd.array([3, 5, 9, pd.NA], dtype="Int64"),
+            }
+        )
+    frame.attrs.update({"target_wait_s": 30.0, "percentile": 0.95, "growth": 1.5, "by": by})
+    return frame
+
+
+def what_if_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "servers": np.array([2, 3, 4, 5, 6], dtype="int64"),
+            "utilization": [1.25, 0.83, 0.62, 0.5, 0.42],
+            "stable": [False, True, True, True, True],
+            "prob_wait": [1.0, 0.7, 0.3, 0.1, 0.03],
+            "mean_wait_s": [np.inf, 120.0, 20.0, 4.0, 0.5],
+            "percentile_wait_s": [np.inf, 400.0, 60.0, 10.0, 0.0],
+            "percentile": [0.95] * 5,
+        }
+    )
+
+
+def littles_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "bucket": as_utc([T0, T0 + H, T0 + 2 * H]),
+            "arrivals": np.array([360, 720, 0], dtype="int64"),
+            "mean_backlog": [0.5, 2.0, 0.0],
+            "arrival_rate": [0.1, 0.2, 0.0],
+            "mean_wait_s": [5.2, 10.0, np.nan],
+            "predicted_backlog": [0.52, 2.0, 0.0],
+            "relative_difference": [0.04, 0.0, np.nan],
+        }
+    )
+
+
+CAPACITY_CASES: dict[str, tuple[Callable[..., Axes], Callable[[], pd.DataFrame], str]] = {
+    # name -> (function, frame builder, a required column)
+    "capacity": (plot.capacity, plan_frame, "recommended_workers"),
+    "capacity_by_type": (plot.capacity, lambda: plan_frame("type"), "recommended_workers"),
+    "what_if": (plot.what_if, what_if_frame, "mean_wait_s"),
+    "littles_law": (plot.littles_law, littles_frame, "predicted_backlog"),
+}
+
+
+def _line(ax: Axes, label_start: str) -> Any:
+    return next(line for line in ax.lines if str(line.get_label()).startswith(label_start))
+
+
+def test_capacity_plots_are_public() -> None:
+    assert {"capacity", "what_if", "littles_law"} <= set(plot.__all__)
+
+
+@pytest.mark.parametrize("name", CAPACITY_CASES)
+def test_capacity_plots_draw_on_given_or_current_ax(name: str) -> None:
+    func, build, _ = CAPACITY_CASES[name]
+    fig, ax = plt.subplots()
+    other = fig.add_subplot(2, 2, 4)
+    assert func(build(), ax=ax) is ax
+    assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+    assert not other.lines and not other.patches and not other.collections
+    fig.canvas.draw()
+    _, current = plt.subplots()
+    assert func(build()) is current
+
+
+@pytest.mark.parametrize("name", CAPACITY_CASES)
+def test_capacity_plots_empty_frame_says_no_data(name: str) -> None:
+    func, build, _ = CAPACITY_CASES[name]
+    _, ax = plt.subplots()
+    empty = build().iloc[:0]
+    assert func(empty, ax=ax) is ax
+    assert _texts(ax) == ["no data"]
+    assert ax.texts[0].get_transform() == ax.transAxes
+    assert ax.get_title() and ax.get_ylabel()
+    assert not ax.lines and not ax.collections and not _bars(ax)
+    ax.figure.canvas.draw()
+
+
+@pytest.mark.parametrize("name", CAPACITY_CASES)
+def test_capacity_plots_missing_column_and_wrong_type(name: str) -> None:
+    func, build, column = CAPACITY_CASES[name]
+    with pytest.raises(ValueError, match=repr(column)):
+        func(build().drop(columns=[column]))
+    with pytest.raises(TypeError, match="DataFrame"):
+        func(build().to_dict())
+
+
+def test_capacity_by_hour_steps_shading_and_title() -> None:
+    frame = plan_frame()
+    ax = plot.capacity(frame)
+    recommended = _line(ax, "recommended")
+    alive = _line(ax, "workers alive")
+    load = _line(ax, "offered load")
+    for line in (recommended, alive, load):
+        assert line.get_drawstyle() == "steps-post"
+        np.testing.assert_array_equal(line.get_xdata(), [0, 1, 2, 3, 4])  # hour 3 ends at 4
+    np.testing.assert_array_equal(recommended.get_ydata()[:-1], [3, 5, 9, np.nan])
+    np.testing.assert_array_equal(alive.get_ydata()[:-1], frame["workers_alive"])
+    # The load is drawn at the plan's growth, so it compares with the recommendation.
+    np.testing.assert_allclose(load.get_ydata()[:-1], frame["offered_load"] * 1.5)
+    assert "1.5×" in str(load.get_label())
+    (shade,) = [p for p in ax.patches if p.get_facecolor()[3] < 0.5]  # hour 2 is unstable
+    xs = shade.get_path().transformed(shade.get_patch_transform()).vertices[:, 0]
+    assert (xs.min(), xs.max()) == (2.0, 3.0)
+    assert _legend_texts(ax)[-1] == "today's fleet cannot carry the load"
+    assert ax.get_title() == (
+        "Workers needed by hour of day: 95 % of tasks wait ≤ 30 s, at 1.5× today's load"
+    )
+    assert _texts(ax) == ["peak 9 at 02:00"]
+    assert ax.get_xlabel() == "hour of day (UTC)" and ax.get_ylabel() == "workers"
+    assert ax.get_xlim() == (0.0, 4.0) and ax.get_ylim()[0] == 0
+
+
+def test_capacity_title_without_attrs_and_mean_target() -> None:
+    frame = plan_frame()
+    frame.attrs.clear()
+    assert plot.capacity(frame).get_title() == "Workers needed by hour of day"
+    frame.attrs.update({"target_wait_s": 120.0, "percentile": None, "growth": 1.0})
+    ax = plot.capacity(frame, ax=plt.figure().add_subplot())
+    assert ax.get_title() == "Workers needed by hour of day: mean wait ≤ 2 min"
+    stable = plot.capacity(
+        plan_frame().assign(stable=True).drop(columns=["offered_load"]),
+        ax=plt.figure().add_subplot(),
+    )
+    assert not stable.patches and len(stable.lines) == 2
+
+
+def test_capacity_by_type_bars() -> None:
+    frame = plan_frame("type")
+    ax = plot.capacity(frame, color="black")
+    heights = sorted(b.get_height() for b in _bars(ax))
+    np.testing.assert_allclose(heights, sorted([2, 6, 0.5 * 1.5, 3.0 * 1.5]))
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["email", "render"]
+    assert _legend_texts(ax) == [
+        "recommended workers",
+        "offered load (busy workers on average), 1.5× today",
+    ]
+    assert any("dedicated pools in all: 8 workers" in t for t in _texts(ax))
+    black = [b.get_height() for b in _bars(ax) if b.get_facecolor()[:3] == (0.0, 0.0, 0.0)]
+    assert black == [2, 6]  # kwargs reach the recommended bars
+    assert ax.get_title().startswith("Dedicated workers per task type: 95 %")
+    with pytest.raises(ValueError, match="'hour_of_day' or 'type'"):
+        plot.capacity(frame.drop(columns=["type"]))
+
+
+def test_what_if_log_waits_skip_unstable_and_target() -> None:
+    frame = what_if_frame()
+    ax = plot.what_if(frame, target_wait="30s")
+    mean = _line(ax, "mean wait")
+    np.testing.assert_array_equal(mean.get_xdata(), [3, 4, 5, 6])  # 2 workers: unstable
+    np.testing.assert_allclose(mean.get_ydata(), [120.0, 20.0, 4.0, 0.5])
+    pct = _line(ax, "p95 wait")
+    assert pct.get_label() == "p95 wait (0 from 6 workers)"
+    np.testing.assert_allclose(pct.get_ydata(), [400.0, 60.0, 10.0])  # 0 has no log position
+    target = _line(ax, "target")
+    assert target.get_label() == "target 30 s"
+    np.testing.assert_allclose(target.get_ydata(), [30.0, 30.0])
+    assert any("5 workers meet it" in t for t in _texts(ax))  # the first p95 under 30 s
+    assert ax.get_yscale() == "log"
+    assert ax.get_xlabel() == "workers" and "s" in ax.get_ylabel()
+
+
+def test_what_if_without_target_or_percentile() -> None:
+    frame = what_if_frame().drop(columns=["percentile_wait_s", "percentile", "stable"])
+    ax = plot.what_if(frame, color="black")
+    assert [line.get_label() for line in ax.lines] == ["mean wait"]
+    assert ax.lines[0].get_color() == "black"
+    assert len(ax.lines[0].get_xdata()) == 4  # the infinite wait is still left out
+    assert not _texts(ax)
+    all_unstable = what_if_frame().assign(stable=False)
+    assert _texts(plot.what_if(all_unstable, ax=plt.figure().add_subplot())) == ["no data"]
+    with pytest.raises(ValueError, match="target_wait"):
+        plot.what_if(what_if_frame(), target_wait="soon")
+
+
+def test_littles_law_observed_and_predicted_lines() -> None:
+    frame = littles_frame()
+    ax = plot.littles_law(frame)
+    observed = _line(ax, "observed")
+    predicted = _line(ax, "predicted")
+    for line, column in ((observed, "mean_backlog"), (predicted, "predicted_backlog")):
+        np.testing.assert_allclose(line.get_xdata(), _num([T0, T0 + H, T0 + 2 * H]))
+        np.testing.assert_allclose(line.get_ydata(), frame[column])
+    assert predicted.get_linestyle() == "--"
+    assert _texts(ax) == ["largest difference: 4.0 %"]
+    assert ax.get_xlabel() == "time (UTC)" and "queued" in ax.get_ylabel()
+    assert "Little" in ax.get_title()
+    assert isinstance(ax.xaxis.get_major_formatter(), mdates.ConciseDateFormatter)
+
+
+def test_capacity_plots_of_real_frames(busy_db: qa.Store) -> None:
+    plan = qa.capacity.plan(busy_db, growth=2.0)
+    ax = plot.capacity(plan, ax=plt.figure().add_subplot())
+    np.testing.assert_allclose(
+        _line(ax, "recommended").get_ydata()[:-1],
+        plan["recommended_workers"].astype("float64").fillna(np.nan),
+    )
+    by_type = qa.capacity.plan(busy_db, by="type")
+    plot.capacity(by_type, ax=plt.figure().add_subplot()).figure.canvas.draw()
+    row = plan.loc[plan["arrival_rate"].idxmax()]
+    frame = qa.capacity.what_if(row["arrival_rate"], 1 / row["service_time_s"], range(1, 6))
+    plot.what_if(frame, target_wait=30, ax=plt.figure().add_subplot()).figure.canvas.draw()
+    checks = qa.capacity.littles_law(busy_db)
+    ax = plot.littles_law(checks, ax=plt.figure().add_subplot())
+    np.testing.assert_allclose(_line(ax, "observed").get_ydata(), checks["mean_backlog"])
