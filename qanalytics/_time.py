@@ -32,6 +32,11 @@ Clock: TypeAlias = Callable[[], float]
 Duration: TypeAlias = "float | int | str | timedelta | pd.Timedelta"
 TimeLike: TypeAlias = "float | int | str | datetime | pd.Timestamp | np.datetime64 | timedelta"
 
+#: Rows converted per step by :func:`epoch_to_series` (bounds its temporary buffer).
+_CHUNK = 1 << 16
+
+_UTC_US = pd.DatetimeTZDtype(unit="us", tz="UTC")
+
 _UNITS = {
     "ms": 0.001,
     "s": 1.0,
@@ -266,10 +271,20 @@ def epoch_to_series(values: Any, name: str | None = None, index: Any = None) -> 
     pandas.Series
     """
     arr = np.asarray(values, dtype="float64")
-    micros = np.round(arr * 1e6)
-    mask = np.isnan(micros)
-    ints = np.where(mask, 0, micros).astype("int64")
-    dt = ints.astype("datetime64[us]")
-    dt[mask] = np.datetime64("NaT")
-    series = pd.Series(dt, name=name, index=index)
-    return series.dt.tz_localize("UTC")
+    if arr.ndim != 1:
+        raise ValueError(f"values must be 1-dimensional, got an array of shape {arr.shape}")
+    # Work through a small reused buffer so that the result is the only full-length
+    # allocation: a frame of millions of beats must not pay for several temporaries.
+    ints = np.empty(len(arr), dtype="int64")
+    buffer = np.empty(min(len(arr), _CHUNK), dtype="float64")
+    with np.errstate(invalid="ignore"):  # NaN casts to garbage; it is replaced below
+        for start in range(0, len(arr), _CHUNK):
+            chunk = arr[start : start + _CHUNK]
+            scaled = np.multiply(chunk, 1e6, out=buffer[: len(chunk)])
+            np.rint(scaled, out=ints[start : start + len(chunk)], casting="unsafe")
+    # min() propagates NaN, so one pass without a mask tells whether a mask is needed.
+    if len(arr) and np.isnan(arr.min()):
+        ints[np.isnan(arr)] = np.iinfo("int64").min  # the NaT sentinel
+    # Integers with a tz-aware dtype are read as UTC epoch microseconds, without a copy
+    # (localizing a naive Series would copy the whole column again).
+    return pd.Series(ints, dtype=_UTC_US, name=name, index=index, copy=False)

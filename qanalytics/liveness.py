@@ -43,6 +43,18 @@ ENDED_BY_DTYPE = pd.CategoricalDtype(["resumed", "removed", "still silent"])
 
 
 # -- workers: integer keys to categorical ids ------------------------------------------
+def _code_dtype(n: int) -> np.dtype:
+    # pandas' own choice (coerce_indexer_dtype): codes must also hold -1 for missing.
+    for candidate in ("int8", "int16", "int32"):
+        if n < np.iinfo(candidate).max:
+            return np.dtype(candidate)
+    return np.dtype("int64")
+
+
+#: The largest worker key mapped through a lookup table (a few MiB at most).
+_MAX_LOOKUP = 1 << 20
+
+
 @dataclass(frozen=True)
 class WorkerKeys:
     """The workers that existed as of a moment: integer keys and their text ids.
@@ -76,17 +88,28 @@ class WorkerKeys:
             Unknown keys become NaN.
         """
         row_keys = np.asarray(row_keys, dtype="int64")
+        dtype = self.dtype
+        n = len(self.keys)
+        # The narrowest code type pandas would pick itself, so from_codes keeps the array.
+        code_type = _code_dtype(n)
         order = np.argsort(self.ids.astype(str), kind="stable")
-        code_of = np.empty(len(self.keys), dtype="int64")
-        code_of[order] = np.arange(len(self.keys))
-        if len(self.keys) == 0:
-            codes = np.full(len(row_keys), -1, dtype="int64")
+        code_of = np.empty(n, dtype=code_type)
+        code_of[order] = np.arange(n, dtype=code_type)
+        if n == 0:
+            codes = np.full(len(row_keys), -1, dtype=code_type)
+        elif self.keys[0] >= 1 and self.keys[-1] <= _MAX_LOOKUP:
+            # Keys are small positive integers (SQLite rowids), so a table indexed by key
+            # maps millions of rows in one pass and one narrow array; index 0 and the last
+            # slot hold -1, and clipping sends every unknown key to one of them.
+            lookup = np.full(int(self.keys[-1]) + 2, -1, dtype=code_type)
+            lookup[self.keys] = code_of
+            codes = np.take(lookup, row_keys, mode="clip")
         else:
             pos = np.searchsorted(self.keys, row_keys)
-            pos_c = np.minimum(pos, len(self.keys) - 1)
+            pos_c = np.minimum(pos, n - 1)
             found = self.keys[pos_c] == row_keys
-            codes = np.where(found, code_of[pos_c], -1)
-        return pd.Categorical.from_codes(codes, dtype=self.dtype)
+            codes = np.where(found, code_of[pos_c], -1).astype(code_type)
+        return pd.Categorical.from_codes(codes, dtype=dtype)
 
     def keys_for(self, worker_ids: Iterable[str]) -> list[int]:
         """The keys of these worker ids (ids unknown as of the moment are skipped).

@@ -84,8 +84,29 @@ CREATE INDEX attempts_worker ON attempts (worker_key, claimed_at);
 CREATE INDEX attempts_claimed ON attempts (claimed_at);
 """
 
+# Version 2: retention. Heartbeats older than the retention horizon are rolled up into
+# one row per worker and minute (maintenance.prune), and small facts about the store, such
+# as the moment before which raw heartbeats were pruned, live in a key/value table.
+_V2 = """
+CREATE TABLE heartbeat_rollups (
+    worker_key   INTEGER NOT NULL REFERENCES workers (worker_key),
+    minute       INTEGER NOT NULL,
+    beats        INTEGER NOT NULL CHECK (beats >= 1),
+    first_at     REAL NOT NULL,
+    last_at      REAL NOT NULL CHECK (last_at >= first_at),
+    last_task_id INTEGER,
+    PRIMARY KEY (worker_key, minute)
+) WITHOUT ROWID;
+CREATE INDEX heartbeat_rollups_minute ON heartbeat_rollups (minute);
+
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value ANY
+) WITHOUT ROWID;
+"""
+
 #: Ordered migrations; entry ``i`` takes the schema from version ``i`` to ``i + 1``.
-MIGRATIONS: list[str] = [_V1]
+MIGRATIONS: list[str] = [_V1, _V2]
 
 #: The schema version this code writes and reads.
 SCHEMA_VERSION = len(MIGRATIONS)

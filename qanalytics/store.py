@@ -56,10 +56,32 @@ def wrap_errors(action: str) -> Iterator[None]:
     try:
         yield
     except sqlite3.Error as exc:
-        message = _sqlite_message(exc)
-        if "readonly" in message or "read-only" in message:
-            raise ReadOnlyError(f"{action}: the store is read-only ({message})") from exc
-        raise StoreError(f"{action} failed: {message}") from exc
+        raise store_error(action, exc) from exc
+
+
+def store_error(action: str, exc: sqlite3.Error) -> QAnalyticsError:
+    """The :class:`QAnalyticsError` that :func:`wrap_errors` raises for a ``sqlite3`` error.
+
+    For hot paths that catch ``sqlite3.Error`` themselves rather than pay for a context
+    manager on every call.
+
+    Parameters
+    ----------
+    action : str
+        What was being done, e.g. ``"heartbeat for worker 'w1'"``.
+    exc : sqlite3.Error
+        The error SQLite raised.
+
+    Returns
+    -------
+    ReadOnlyError or StoreError
+        :class:`ReadOnlyError` if SQLite refused a write because the database is
+        read-only, :class:`StoreError` otherwise. The caller raises it ``from exc``.
+    """
+    message = _sqlite_message(exc)
+    if "readonly" in message or "read-only" in message:
+        return ReadOnlyError(f"{action}: the store is read-only ({message})")
+    return StoreError(f"{action} failed: {message}")
 
 
 def _target_path(target: str | os.PathLike[str]) -> str:
@@ -290,12 +312,52 @@ class Store:
         pandas.DataFrame
             One column per entry of `columns`, with those dtypes (``"str"`` columns are
             object arrays of Python strings).
+
+        See Also
+        --------
+        read_columns : The same read as column arrays, without building a frame.
+        """
+        data = self.read_columns(sql, params, columns=columns, action=action)
+        # The arrays are fresh and owned by nobody else, so the frame may keep them.
+        return pd.DataFrame(data, columns=list(columns), copy=False)
+
+    def read_columns(
+        self,
+        sql: str,
+        params: Sequence[Any] = (),
+        *,
+        columns: dict[str, str],
+        action: str = "read",
+    ) -> dict[str, Any]:
+        """Run a query and return its columns as arrays, for callers that build their own frame.
+
+        Reads as :meth:`read_frame` does (same kinds, sentinels and dtypes) but skips the
+        intermediate DataFrame, so a caller that converts the columns anyway (codes to a
+        categorical, epoch seconds to timestamps) holds each column only once.
+
+        Parameters
+        ----------
+        sql : str
+            The statement, with ``?`` placeholders.
+        params : sequence
+            Bound parameters.
+        columns : dict of str to str
+            The result's column names in order and their kinds, as for :meth:`read_frame`.
+        action : str
+            What the read is for, used in error messages.
+
+        Returns
+        -------
+        dict of str to array
+            One entry per entry of `columns`, in order: numpy arrays (``float64``,
+            ``int64`` or object), or an ``Int64`` :class:`pandas.arrays.IntegerArray` for
+            kind ``"int?"``.
         """
         names = list(columns)
         if not self.in_memory and not self.conn.in_transaction:
             reader = self._adbc_connection()
             if reader is not None:
-                return self._read_frame_adbc(reader, sql, params, columns, action)
+                return self._read_columns_adbc(reader, sql, params, columns, action)
         with wrap_errors(action):
             rows = self.conn.execute(sql, tuple(params)).fetchall()
         raw: dict[str, Any] = {}
@@ -308,7 +370,7 @@ class Store:
                 raw[name] = np.array(values, dtype="int64")
             else:
                 raw[name] = np.array(values, dtype="float64")
-        return _finish_frame(raw, columns)
+        return _finish_columns(raw, columns)
 
     def _adbc_connection(self) -> Any:
         if self._adbc is None:
@@ -324,36 +386,29 @@ class Store:
                 self._adbc = False
         return self._adbc or None
 
-    def _read_frame_adbc(
+    def _read_columns_adbc(
         self,
         reader: Any,
         sql: str,
         params: Sequence[Any],
         columns: dict[str, str],
         action: str,
-    ) -> pd.DataFrame:
-        names = list(columns)
+    ) -> dict[str, Any]:
         cursor = reader.cursor()
         try:
             try:
+                # The driver's default of 1,024 rows a batch means thousands of Python
+                # round trips for a long history; larger batches stay a few MiB each.
+                cursor.adbc_statement.set_options(**{_ADBC_BATCH_ROWS: str(_ADBC_BATCH_SIZE)})
                 cursor.execute(sql, tuple(params) if params else None)
-                table = cursor.fetch_arrow_table()
+                raw = _collect_batches(cursor.fetch_record_batch(), columns, action)
+            except StoreError:
+                raise
             except Exception as exc:  # the driver raises its own error hierarchy
                 raise StoreError(f"{action} failed: {exc}") from exc
         finally:
             cursor.close()
-        raw: dict[str, Any] = {}
-        for i, name in enumerate(names):
-            kind = columns[name]
-            col = table.column(i)
-            if kind in ("str", "str?"):
-                raw[name] = np.asarray(col.to_pylist(), dtype=object)
-            elif col.null_count:
-                raise StoreError(f"{action}: column {name!r} holds NULLs; read it via IFNULL")
-            else:
-                dtype = "int64" if kind in ("int64", "int?") else "float64"
-                raw[name] = np.asarray(col.to_numpy(zero_copy_only=False), dtype=dtype)
-        return _finish_frame(raw, columns)
+        return _finish_columns(raw, columns)
 
     def latest_event_at(self) -> float | None:
         """The time of the latest recorded event: a beat, registration, claim or finish.
@@ -386,19 +441,70 @@ class Store:
         return int(self.query("PRAGMA user_version", action="read the schema version")[0][0])
 
 
-def _finish_frame(raw: dict[str, Any], columns: dict[str, str]) -> pd.DataFrame:
+#: The ADBC SQLite statement option that sets how many rows each Arrow batch holds.
+_ADBC_BATCH_ROWS = "adbc.sqlite.query.batch_rows"
+_ADBC_BATCH_SIZE = 1 << 16
+
+
+def _collect_batches(batches: Any, columns: dict[str, str], action: str) -> dict[str, Any]:
+    # Copy each Arrow batch straight into one growing numpy array per column and drop the
+    # batch: keeping the whole Arrow table next to numpy copies doubled the peak memory.
+    # ndarray.resize reallocates in place (large blocks are remapped, not copied), and
+    # growing by half keeps the touched-but-unused tail small; it is trimmed at the end.
+    names = list(columns)
+    numeric: dict[str, np.ndarray] = {}
+    text: dict[str, list[list[Any]]] = {}
+    for name, kind in columns.items():
+        if kind in ("str", "str?"):
+            text[name] = []
+        else:
+            numeric[name] = np.empty(0, dtype="float64" if kind in _FLOAT_KINDS else "int64")
+    size = capacity = 0
+    for batch in batches:
+        rows = batch.num_rows
+        if size + rows > capacity:
+            capacity = max(size + rows, capacity + capacity // 2)
+            for array in numeric.values():
+                array.resize(capacity, refcheck=False)
+        for i, name in enumerate(names):
+            column = batch.column(i)
+            if name in text:
+                text[name].append(column.to_pylist())
+            elif column.null_count:
+                raise StoreError(f"{action}: column {name!r} holds NULLs; read it via IFNULL")
+            else:
+                numeric[name][size : size + rows] = column.to_numpy(zero_copy_only=False)
+        size += rows
+    raw: dict[str, Any] = {}
+    for name in names:
+        if name in text:
+            values = np.empty(size, dtype=object)
+            values[:] = [item for part in text[name] for item in part]
+            raw[name] = values
+        else:
+            array = numeric[name]
+            array.resize(size, refcheck=False)
+            raw[name] = array
+    return raw
+
+
+_FLOAT_KINDS = ("float64", "time?")
+
+
+def _finish_columns(raw: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
+    # Sentinels are replaced in place: the arrays are fresh, and copies would cost a
+    # full column each on a long history.
     data: dict[str, Any] = {}
     for name, kind in columns.items():
         values = raw[name]
         if kind == "time?":
-            values = np.where(values < 0, np.nan, values)
+            values[values < 0] = np.nan
         elif kind == "int?":
-            values = pd.array(values, dtype="Int64")
-            values[values < 0] = pd.NA
+            values = pd.arrays.IntegerArray(values, values < 0)
         elif kind == "str?":
-            values = np.where(values == "", None, values)
+            values[values == ""] = None
         data[name] = values
-    return pd.DataFrame(data, columns=list(columns))
+    return data
 
 
 # SQLITE_NOTADB and SQLITE_CORRUPT: the file's bytes are not a usable SQLite database.

@@ -222,13 +222,20 @@ def enqueue(
 
 
 def _run_after(value: Any, now: float) -> float:
+    # A delay is a timedelta or a duration string with a unit ("30s"); everything else is
+    # an absolute time, numbers included (epoch seconds, as for every time argument).
     if isinstance(value, (timedelta, pd.Timedelta)):
         return now + parse_duration(value, name="run_after")
-    if isinstance(value, str):
+    if isinstance(value, str) and value.strip() and value.strip()[-1].isalpha():
         try:
             return now + parse_duration(value, name="run_after")
         except ValueError:
-            pass
+            pass  # not a duration: maybe an ISO time ending in "Z"
+    if isinstance(value, str) and value.strip().replace(".", "", 1).isdigit():
+        raise ValueError(
+            f"run_after={value!r} is ambiguous: give a delay with a unit ('30s') or an "
+            "absolute time (ISO 8601 string or epoch seconds as a number)"
+        )
     return to_epoch(value, name="run_after")
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import time
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -207,7 +207,7 @@ def test_migrates_an_older_store(
 ) -> None:
     with qa.connect(db_path, clock=clock) as db:
         qa.register_worker(db, "w1", {"gpu": True})
-        assert db.schema_version == 1
+        assert db.schema_version == SCHEMA_VERSION
     _two_step(
         monkeypatch,
         "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);\n"
@@ -216,14 +216,14 @@ def test_migrates_an_older_store(
     )
     # An older store opened read-only is read as it is, not migrated.
     with qa.connect(db_path, readonly=True) as ro:
-        assert ro.schema_version == 1
+        assert ro.schema_version == SCHEMA_VERSION
         assert qa.get_worker(ro, "w1").capabilities == {"gpu": True}
     with qa.connect(db_path, clock=clock) as db:
-        assert db.schema_version == 2
+        assert db.schema_version == SCHEMA_VERSION + 1
         assert "notes" in _tables(db.conn)
         assert qa.get_worker(db, "w1").capabilities == {"gpu": True}
     with qa.connect(db_path) as db:  # opening again is a no-op
-        assert db.schema_version == 2
+        assert db.schema_version == SCHEMA_VERSION + 1
 
 
 def test_failed_migration_rolls_back(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -233,7 +233,7 @@ def test_failed_migration_rolls_back(db_path: Path, monkeypatch: pytest.MonkeyPa
         qa.connect(db_path)
     assert "already exists" in str(info.value)
     conn = sqlite3.connect(db_path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert "half" not in _tables(conn)
     conn.close()
 
@@ -495,3 +495,107 @@ def test_clock_latest_freezes_now_at_the_last_event(db_path: Path) -> None:
 def test_clock_rejects_other_strings() -> None:
     with pytest.raises(TypeError, match="clock"):
         qa.connect(":memory:", clock="earliest")  # type: ignore[arg-type]
+
+
+# -- column reads and the heartbeat hot path -------------------------------------------
+_MIXED = {"n": "int64", "x": "float64", "t": "time?", "k": "int?", "s": "str?"}
+_MIXED_SQL = (
+    "SELECT worker_key, at, IFNULL(CASE WHEN worker_key % 3 = 0 THEN NULL ELSE at END, -1.0),"
+    " IFNULL(task_id, -1), IFNULL(CASE WHEN task_id IS NULL THEN NULL ELSE 'x' END, '')"
+    " FROM heartbeats WHERE at >= ? ORDER BY at"
+)
+
+
+def _fill_beats(store: qa.Store, rows: int) -> None:
+    for i in range(7):
+        qa.register_worker(store, f"w{i}")
+    with store.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO heartbeats (worker_key, at, task_id) VALUES (?, ?, ?)",
+            ((1 + i % 7, 1_700_000_000.0 + i, None if i % 5 else i) for i in range(rows)),
+        )
+
+
+@pytest.mark.parametrize("rows", [0, 1, 70_000 * 3 + 17])
+def test_read_columns_matches_the_cursor_path(db_path: Path, rows: int) -> None:
+    # Enough rows for several Arrow batches, so the growing arrays are exercised.
+    with qa.connect(db_path) as writer:
+        _fill_beats(writer, rows)
+    with qa.connect(db_path, readonly=True) as db:
+        arrow = db.read_frame(_MIXED_SQL, (0.0,), columns=_MIXED)
+        assert db._adbc, "the ADBC driver should have been used"
+        db.conn.execute("BEGIN")  # a transaction forces the sqlite3 cursor path
+        try:
+            cursor = db.read_frame(_MIXED_SQL, (0.0,), columns=_MIXED)
+        finally:
+            db.conn.execute("ROLLBACK")
+        columns = db.read_columns(_MIXED_SQL, (0.0,), columns=_MIXED)
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(arrow, cursor)
+    assert len(arrow) == rows + 7  # with the registration beats
+    assert [str(t) for t in arrow.dtypes[:4]] == ["int64", "float64", "float64", "Int64"]
+    assert list(columns) == list(_MIXED)
+    assert isinstance(columns["k"], pd.arrays.IntegerArray)
+    pd.testing.assert_frame_equal(pd.DataFrame(columns), arrow)
+    if rows:
+        assert arrow["t"].isna().any() and arrow["k"].isna().any()
+        assert arrow["s"].isna().any() and (arrow["s"] == "x").any()
+
+
+def test_store_error_matches_wrap_errors() -> None:
+    readonly = sqlite3.OperationalError("attempt to write a readonly database")
+    other = sqlite3.OperationalError("database is locked")
+    assert isinstance(store_module.store_error("beat", readonly), qa.ReadOnlyError)
+    error = store_module.store_error("beat", other)
+    assert type(error) is qa.StoreError and str(error) == "beat failed: database is locked"
+    for exc in (readonly, other):
+        expected = type(store_module.store_error("beat", exc))
+        with pytest.raises(expected) as info, store_module.wrap_errors("beat"):
+            raise exc
+        assert str(info.value) == str(store_module.store_error("beat", exc))
+
+
+def test_heartbeat_read_only(db_path: Path) -> None:
+    with qa.connect(db_path) as writer:
+        qa.register_worker(writer, "w1")
+    with (
+        qa.connect(db_path, readonly=True) as db,
+        pytest.raises(qa.ReadOnlyError, match="cannot heartbeat for worker 'w1'"),
+    ):
+        qa.heartbeat(db, "w1")
+
+
+def test_heartbeat_joins_an_outer_transaction(file_db: qa.Store) -> None:
+    qa.register_worker(file_db, "w1")
+    with pytest.raises(RuntimeError), file_db.transaction():
+        assert qa.heartbeat(file_db, "w1") is True
+        assert file_db.conn.in_transaction  # joined, not committed
+        raise RuntimeError("undo")
+    assert file_db.query("SELECT count(*) FROM heartbeats") == [(1,)]
+    with file_db.transaction():
+        assert qa.heartbeat(file_db, "w1", task_id=3) is True
+        assert qa.heartbeat(file_db, "ghost") is False
+    assert file_db.query("SELECT count(*) FROM heartbeats") == [(2,)]
+    assert not file_db.conn.in_transaction
+
+
+def test_heartbeat_wraps_and_rolls_back_sqlite_errors(db_path: Path) -> None:
+    with qa.connect(db_path) as db:
+        qa.register_worker(db, "w1")
+        db.conn.execute("PRAGMA busy_timeout = 0")
+        other = sqlite3.connect(db_path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            with pytest.raises(qa.StoreError, match=r"heartbeat for worker 'w1' failed: .*lock"):
+                qa.heartbeat(db, "w1")
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        assert not db.conn.in_transaction
+        db.conn.execute("DROP TABLE heartbeats")  # the INSERT now fails after the UPDATE
+        with pytest.raises(qa.StoreError, match="no such table"):
+            qa.heartbeat(db, "w1")
+        assert not db.conn.in_transaction
+        last = db.query("SELECT last_heartbeat_at FROM workers")[0][0]
+        assert last == db.query("SELECT registered_at FROM workers")[0][0]

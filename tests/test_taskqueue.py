@@ -532,3 +532,20 @@ def test_attempts_and_task_state_agree(db: qa.Store, clock: qa.FakeClock, w1: st
         assert len(open_rows) == (1 if status == "processing" else 0)
         if status in ("completed", "failed") and rows:
             assert rows[-1][4] in (status, "abandoned")
+
+
+def test_run_after_numbers_are_absolute_and_bare_number_strings_are_refused(
+    db: qa.Store, clock: qa.FakeClock
+) -> None:
+    delayed = qa.enqueue(db, "t", run_after="10s")
+    absolute = qa.enqueue(db, "t", run_after=clock() + 20)
+    past = qa.enqueue(db, "t", run_after=10.0)  # epoch 10: long ago, runnable now
+    assert qa.get_task(db, delayed).run_after.timestamp() == clock() + 10
+    assert qa.get_task(db, absolute).run_after.timestamp() == clock() + 20
+    assert qa.get_task(db, past).run_after.timestamp() == 10.0
+    with pytest.raises(ValueError, match="ambiguous"):
+        qa.enqueue(db, "t", run_after="30")
+    assert (
+        qa.get_task(db, qa.enqueue(db, "t", run_after="2030-01-01T00:00:00Z")).run_after.year
+        == 2030
+    )

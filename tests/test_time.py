@@ -201,3 +201,24 @@ def test_parse_duration_accepts_exponents() -> None:
     assert qa.parse_duration("1e-05s") == 1e-05
     assert qa.parse_duration("1.5E3") == 1500.0
     assert qa.parse_duration("2e1min") == 1200.0
+
+
+def test_epoch_to_series_leaves_its_input_alone_across_chunks() -> None:
+    from qanalytics._time import _CHUNK
+
+    values = np.linspace(-1e9, 2e9, 3 * _CHUNK + 5) + 0.1234565
+    values[[0, _CHUNK, -1]] = np.nan
+    before = values.copy()
+    series = epoch_to_series(values, name="at")
+    np.testing.assert_array_equal(values, before)
+    expected = np.round(before * 1e6)
+    ints = series.array.asi8
+    finite = ~np.isnan(before)
+    np.testing.assert_array_equal(ints[finite], expected[finite].astype("int64"))
+    assert series.isna().to_numpy().tolist() == (~finite).tolist()
+    assert series.dtype == pd.DatetimeTZDtype(unit="us", tz="UTC") and series.name == "at"
+
+
+def test_epoch_to_series_rejects_other_shapes() -> None:
+    with pytest.raises(ValueError, match="1-dimensional"):
+        epoch_to_series(np.zeros((2, 2)))
