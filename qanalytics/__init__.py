@@ -57,6 +57,7 @@ from .taskqueue import (
     complete,
     enqueue,
     fail,
+    find_orphans,
     get_task,
     requeue_orphans,
 )
@@ -100,6 +101,7 @@ __all__ = [
     "depth_timeline",
     "enqueue",
     "fail",
+    "find_orphans",
     "get_task",
     "get_worker",
     "heartbeat",

@@ -612,56 +612,11 @@ def success_rate_command(
 _ORPHAN_COLUMNS = ["task_id", "type", "worker_id", "attempts", "max_attempts", "reason", "status"]
 
 
-def _orphans(db: Store, stale_after: float, at: float) -> pd.DataFrame:
-    """The tasks :func:`qanalytics.requeue_orphans` would take back at `at`, read only.
-
-    Mirrors its rule: a processing task is orphaned when its worker is removed, stale
-    or unknown, or its lease has expired. ``status`` is where the task would go:
-    ``queued`` while it has attempts left, else ``failed``.
-    """
-    from .frames import tasks, workers
-    from .taskqueue import get_task
-
-    fleet = workers(
-        db,
-        now=at,
-        active_within=min(60.0, stale_after),
-        stale_after=stale_after,
-        include_removed=True,
-    )
-    states = dict(
-        zip(fleet["worker_id"].astype(object), fleet["state"].astype(object), strict=True)
-    )
-    held = tasks(db, status="processing", now=at)
-    rows = []
-    for task_id, type_, worker_id, attempts, max_attempts in zip(
-        held["id"].tolist(),
-        held["type"].astype(object),
-        held["worker_id"].astype(object),
-        held["attempts"].tolist(),
-        held["max_attempts"].tolist(),
-        strict=True,
-    ):
-        state = states.get(worker_id, "stale") if isinstance(worker_id, str) else "stale"
-        if state in ("removed", "stale"):
-            reason = f"worker {state}"
-        else:
-            # The frames carry no lease; the task record does, and few tasks are processing.
-            lease = get_task(db, task_id).lease_until
-            if lease is None or lease.timestamp() >= at:
-                continue
-            reason = "lease expired"
-        rows.append(
-            [
-                task_id,
-                type_,
-                worker_id if isinstance(worker_id, str) else None,
-                attempts,
-                max_attempts,
-                reason,
-                "queued" if attempts < max_attempts else "failed",
-            ]
-        )
+def _orphan_frame(found: list[Any]) -> pd.DataFrame:
+    rows = [
+        [o.task_id, o.type, o.worker_id, o.attempts, o.max_attempts, o.reason, o.next_status]
+        for o in found
+    ]
     return pd.DataFrame(rows, columns=_ORPHAN_COLUMNS).astype(
         {"task_id": "int64", "attempts": "int64", "max_attempts": "int64"}
     )
@@ -687,36 +642,21 @@ def requeue_orphans_command(
     The one command that writes. A task out of attempts ends failed instead of queued.
     With --dry-run the store is opened read-only and nothing changes.
     """
-    from ._frame import resolve_now
-    from .taskqueue import get_task, requeue_orphans
+    from .taskqueue import find_orphans, requeue_orphans
 
     with _open(db_path, readonly=dry_run) as db:
-        at = resolve_now(db, _time_arg(now))
-        planned = _orphans(db, stale_after, at)
+        at = db.resolve_now(_time_arg(now))
+        planned = find_orphans(db, stale_after=stale_after, now=at)
         if dry_run:
-            done = planned
+            done = _orphan_frame(planned)
         else:
-            ids = requeue_orphans(db, stale_after=stale_after, now=at)
-            known = planned.set_index("task_id")
-            rows = []
-            for task_id in ids:
-                task = get_task(db, task_id)
-                if task_id in known.index:
-                    worker_id, reason = known.at[task_id, "worker_id"], known.at[task_id, "reason"]
-                else:  # orphaned between the read and the write
-                    worker_id, reason = task.worker_id, task.error
-                rows.append(
-                    [
-                        task_id,
-                        task.type,
-                        worker_id,
-                        task.attempts,
-                        task.max_attempts,
-                        reason,
-                        task.status,
-                    ]
-                )
-            done = pd.DataFrame(rows, columns=_ORPHAN_COLUMNS)
+            # The write re-reads under its lock; report what it actually took back.
+            ids = set(requeue_orphans(db, stale_after=stale_after, now=at))
+            seen = {o.task_id for o in planned}
+            late = [i for i in ids if i not in seen]
+            done = _orphan_frame([o for o in planned if o.task_id in ids])
+            if late:
+                click.echo(f"Also took back task(s) orphaned meanwhile: {sorted(late)}", err=True)
     if fmt == "table":
         ids_text = ", ".join(str(i) for i in done["task_id"])
         verb = "Would take back" if dry_run else "Took back"

@@ -318,6 +318,11 @@ class Store:
         read_columns : The same read as column arrays, without building a frame.
         """
         data = self.read_columns(sql, params, columns=columns, action=action)
+        for name, kind in columns.items():
+            if kind in ("str", "str?"):
+                # Keep Python strings and None: pandas would otherwise infer its string
+                # dtype, where a missing value becomes NaN.
+                data[name] = pd.Series(data[name], dtype=object, copy=False)
         # The arrays are fresh and owned by nobody else, so the frame may keep them.
         return pd.DataFrame(data, columns=list(columns), copy=False)
 
@@ -509,6 +514,7 @@ def _finish_columns(raw: dict[str, Any], columns: dict[str, str]) -> dict[str, A
 
 # SQLITE_NOTADB and SQLITE_CORRUPT: the file's bytes are not a usable SQLite database.
 _NOT_A_DATABASE = (26, 11)
+_SQLITE_CORRUPT = 11
 
 
 def _check_is_sqlite(conn: sqlite3.Connection, path: str) -> tuple[int, int, int]:
@@ -527,7 +533,13 @@ def _check_is_sqlite(conn: sqlite3.Connection, path: str) -> tuple[int, int, int
                 conn.execute("ROLLBACK")
     except sqlite3.DatabaseError as exc:
         # A lock or an I/O problem says nothing about what the file holds.
-        if getattr(exc, "sqlite_errorcode", None) in _NOT_A_DATABASE:
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code == _SQLITE_CORRUPT:
+            raise SchemaError(
+                f"{path!r} is a damaged SQLite database ({_sqlite_message(exc)}); "
+                "restore it from a copy"
+            ) from None
+        if code in _NOT_A_DATABASE:
             raise SchemaError(
                 f"{path!r} is not a SQLite database ({_sqlite_message(exc)})"
             ) from None
@@ -558,6 +570,10 @@ def _migrate(conn: sqlite3.Connection, path: str, *, readonly: bool) -> None:
     if version == SCHEMA_VERSION:
         return
     try:
+        if version == 0 and tables == 0:
+            # Only a file without tables can take this; it lets maintenance.vacuum()
+            # return free pages incrementally instead of rewriting the whole file.
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         conn.execute("BEGIN IMMEDIATE")
         # Re-read under the lock: another process may have migrated meanwhile.
         version = conn.execute("PRAGMA user_version").fetchone()[0]

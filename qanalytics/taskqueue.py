@@ -19,9 +19,10 @@ import pandas as pd
 from ._time import parse_duration, to_datetime, to_epoch
 from .errors import InvalidTransition, TaskNotFound, WorkerNotFound
 from .registry import check_worker_id, encode_json
-from .store import Store
+from .store import Store, wrap_errors
 
 __all__ = [
+    "Orphan",
     "Task",
     "backoff_delay",
     "cancel",
@@ -29,6 +30,7 @@ __all__ = [
     "complete",
     "enqueue",
     "fail",
+    "find_orphans",
     "get_task",
     "requeue_orphans",
 ]
@@ -510,13 +512,91 @@ def cancel(db: Store, task_id: int) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class Orphan:
+    """A processing task whose holder is gone, as :func:`find_orphans` reports it.
+
+    Attributes
+    ----------
+    task_id : int
+    type : str
+    worker_id : str or None
+        The worker that held it.
+    attempts, max_attempts : int
+    reason : str
+        ``"worker removed"``, ``"worker stale"`` or ``"lease expired"``.
+    next_status : str
+        Where :func:`requeue_orphans` sends it: ``"queued"`` while attempts remain,
+        else ``"failed"``.
+    """
+
+    task_id: int
+    type: str
+    worker_id: str | None
+    attempts: int
+    max_attempts: int
+    reason: str
+    next_status: str
+
+
+def _orphan_rows(conn: Any, at: float, stale_s: float) -> list[Orphan]:
+    rows = conn.execute(
+        "SELECT t.id, t.type, w.worker_id, t.attempts, t.max_attempts,"
+        " CASE WHEN w.removed_at IS NOT NULL THEN 'worker removed'"
+        "      WHEN w.last_heartbeat_at IS NULL OR w.last_heartbeat_at < ?1"
+        "        THEN 'worker stale'"
+        "      ELSE 'lease expired' END"
+        " FROM tasks t LEFT JOIN workers w ON w.worker_key = t.worker_key"
+        " WHERE t.status = 'processing' AND (t.lease_until < ?2 OR w.removed_at IS NOT NULL"
+        "   OR w.last_heartbeat_at IS NULL OR w.last_heartbeat_at < ?1)"
+        " ORDER BY t.id",
+        (at - stale_s, at),
+    ).fetchall()
+    return [
+        Orphan(
+            task_id=int(task_id),
+            type=type_,
+            worker_id=worker_id,
+            attempts=int(attempts),
+            max_attempts=int(max_attempts),
+            reason=reason,
+            next_status="queued" if attempts < max_attempts else "failed",
+        )
+        for task_id, type_, worker_id, attempts, max_attempts, reason in rows
+    ]
+
+
+def find_orphans(db: Store, *, stale_after: Any = "5min", now: Any = None) -> list[Orphan]:
+    """The tasks :func:`requeue_orphans` would take back now, without changing anything.
+
+    Works on a read-only store, so an engineer can look before acting.
+
+    Parameters
+    ----------
+    db : Store
+    stale_after : float or str, default "5min"
+    now : time-like, optional
+        Defaults to the store clock.
+
+    Returns
+    -------
+    list of Orphan
+        In task id order.
+    """
+    stale_s = parse_duration(stale_after, name="stale_after")
+    at = db.resolve_now(now)
+    with wrap_errors("find orphaned tasks"):
+        return _orphan_rows(db.conn, at, stale_s)
+
+
 def requeue_orphans(db: Store, *, stale_after: Any = "5min", now: Any = None) -> list[int]:
     """Take back tasks whose holder is gone, and queue them again.
 
     A processing task is orphaned when its lease has expired, or its worker is
     stale (no heartbeat for more than `stale_after`) or removed. Its attempt is closed
     as ``abandoned``; the task goes back to ``queued`` if it has attempts left and
-    ends ``failed`` otherwise.
+    ends ``failed`` otherwise. :func:`find_orphans` lists the same tasks without
+    writing.
 
     Parameters
     ----------
@@ -534,21 +614,11 @@ def requeue_orphans(db: Store, *, stale_after: Any = "5min", now: Any = None) ->
     stale_s = parse_duration(stale_after, name="stale_after")
     with db.transaction("requeue orphaned tasks") as conn:
         at = db.resolve_now(now)
-        rows = conn.execute(
-            "SELECT t.id, t.attempts, t.max_attempts,"
-            " CASE WHEN w.removed_at IS NOT NULL THEN 'worker removed'"
-            "      WHEN w.last_heartbeat_at IS NULL OR w.last_heartbeat_at < ?1"
-            "        THEN 'worker stale'"
-            "      ELSE 'lease expired' END"
-            " FROM tasks t LEFT JOIN workers w ON w.worker_key = t.worker_key"
-            " WHERE t.status = 'processing' AND (t.lease_until < ?2 OR w.removed_at IS NOT NULL"
-            "   OR w.last_heartbeat_at IS NULL OR w.last_heartbeat_at < ?1)"
-            " ORDER BY t.id",
-            (at - stale_s, at),
-        ).fetchall()
-        for task_id, attempts, max_attempts, reason in rows:
+        found = _orphan_rows(conn, at, stale_s)
+        for orphan in found:
+            task_id, attempts, reason = orphan.task_id, orphan.attempts, orphan.reason
             _close_attempt(conn, task_id, attempts, at, "abandoned", reason)
-            if attempts < max_attempts:
+            if orphan.next_status == "queued":
                 conn.execute(
                     "UPDATE tasks SET status = 'queued', run_after = ?, lease_until = NULL,"
                     " worker_key = NULL, error = ? WHERE id = ?",
@@ -560,4 +630,4 @@ def requeue_orphans(db: Store, *, stale_after: Any = "5min", now: Any = None) ->
                     " error = ? WHERE id = ?",
                     (at, f"abandoned after {attempts} attempts: {reason}", task_id),
                 )
-    return [int(r[0]) for r in rows]
+    return [orphan.task_id for orphan in found]

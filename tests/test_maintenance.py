@@ -247,7 +247,28 @@ def test_checkpoint(file_db: qa.Store, clock: qa.FakeClock) -> None:
         mt.checkpoint(ro)
 
 
+def _without_auto_vacuum(db: qa.Store) -> None:
+    # Stores made before auto_vacuum was set at creation have none; recreate that state.
+    db.conn.execute("PRAGMA auto_vacuum = NONE")
+    db.conn.execute("VACUUM")
+    assert db.query("PRAGMA auto_vacuum")[0][0] == 0
+
+
+def test_new_stores_vacuum_incrementally(file_db: qa.Store, clock: qa.FakeClock) -> None:
+    assert file_db.query("PRAGMA auto_vacuum")[0][0] == 2
+    qa.register_worker(file_db, "w1")
+    for _ in range(2000):
+        clock.advance(1)
+        qa.heartbeat(file_db, "w1", task_id=12345)
+    mt.prune(file_db, keep=0, batch=1000)
+    mt.checkpoint(file_db, "TRUNCATE")
+    inc = mt.vacuum(file_db)
+    assert inc.mode == "incremental" and inc.free_pages_after == 0
+    assert inc.pages_after < inc.pages_before
+
+
 def test_vacuum_full_then_incremental(file_db: qa.Store, clock: qa.FakeClock) -> None:
+    _without_auto_vacuum(file_db)
     qa.register_worker(file_db, "w1")
     for _ in range(3000):
         clock.advance(1)
@@ -272,6 +293,7 @@ def test_vacuum_full_then_incremental(file_db: qa.Store, clock: qa.FakeClock) ->
 
 
 def test_vacuum_fallback(file_db: qa.Store) -> None:
+    _without_auto_vacuum(file_db)
     assert mt.vacuum(file_db, full_if_needed=True).mode == "full"
     with pytest.raises(TypeError):
         mt.vacuum(file_db, incremental="yes")  # type: ignore[arg-type]

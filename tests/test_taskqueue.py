@@ -549,3 +549,25 @@ def test_run_after_numbers_are_absolute_and_bare_number_strings_are_refused(
         qa.get_task(db, qa.enqueue(db, "t", run_after="2030-01-01T00:00:00Z")).run_after.year
         == 2030
     )
+
+
+def test_find_orphans_lists_what_requeue_takes_without_writing(
+    db: qa.Store, clock: qa.FakeClock
+) -> None:
+    qa.register_worker(db, "gone")
+    qa.register_worker(db, "alive")
+    held = qa.enqueue(db, "a", max_attempts=1)
+    kept = qa.enqueue(db, "b")
+    assert qa.claim(db, "gone", types="a") is not None
+    assert qa.claim(db, "alive", types="b", lease="1h") is not None
+    clock.advance("6min")
+    qa.heartbeat(db, "alive")
+    found = qa.find_orphans(db, stale_after="5min")
+    assert [(o.task_id, o.worker_id, o.reason, o.next_status) for o in found] == [
+        (held, "gone", "worker stale", "failed")
+    ]
+    assert qa.get_task(db, held).status == "processing"  # nothing written
+    assert qa.requeue_orphans(db, stale_after="5min") == [held]
+    assert qa.get_task(db, held).status == "failed"
+    assert qa.get_task(db, kept).status == "processing"
+    assert qa.find_orphans(db) == []
