@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from . import capacity
+from . import capacity, maintenance
 from ._time import FakeClock, parse_duration
 from .errors import (
     InvalidTransition,
@@ -109,6 +109,7 @@ __all__ = [
     "heartbeats",
     "latency",
     "list_workers",
+    "maintenance",
     "outages",
     "parse_duration",
     "plot",

@@ -662,6 +662,9 @@ class _Observed:
 
 
 def _observe(db: Store, since: Any, until: Any, now: Any) -> _Observed:
+    # Retries, run times and alive workers come from attempts and the heartbeat history.
+    db.require("attempt_history", "capacity planning (arrival_rates, service_times, fleet, plan)")
+    db.require("heartbeat_history", "capacity planning (arrival_rates, service_times, fleet, plan)")
     lo, hi, at = resolve_window(db, since, until, now)
     # Everything up to `hi`: tasks created before the window can still be queued in it.
     t = _read_tasks(db, until=hi, now=at)

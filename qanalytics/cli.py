@@ -6,9 +6,12 @@ calls one library function. Read commands open the store read-only and take a hi
 text, timestamps as ``YYYY-MM-DD HH:MM:SS`` UTC), ``json`` (a list of records, ISO 8601
 timestamps) or ``csv``.
 
-Exit status: 0 on success; 1 from ``stale`` when a worker is stale; 2 for user errors
-(no such file, not a queue store, a bad duration or argument), reported as one
-``Error: ...`` line on stderr, never a traceback.
+Maintenance commands (``prune``, ``vacuum``, ``checkpoint``) open the store writable
+and say what they did; ``check`` and ``stats`` only read.
+
+Exit status: 0 on success; 1 from ``stale`` when a worker is stale and from ``check``
+when it finds a problem; 2 for user errors (no such file, not a queue store, a bad
+duration or argument), reported as one ``Error: ...`` line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -27,12 +30,22 @@ from ._time import parse_duration
 from .errors import QAnalyticsError
 from .store import Store, connect
 
-__all__ = ["EXIT_STALE", "EXIT_USER_ERROR", "CLIError", "emit_frame", "main", "prometheus_text"]
+__all__ = [
+    "EXIT_PROBLEMS",
+    "EXIT_STALE",
+    "EXIT_USER_ERROR",
+    "CLIError",
+    "emit_frame",
+    "main",
+    "prometheus_text",
+]
 
 #: Exit status for user errors; click uses the same for usage errors.
 EXIT_USER_ERROR = 2
 #: Exit status of ``qanalytics stale`` when at least one worker is stale.
 EXIT_STALE = 1
+#: Exit status of ``qanalytics check`` when the store has a problem.
+EXIT_PROBLEMS = 1
 
 #: Errors that mean the user asked for something impossible, not that qanalytics broke.
 _USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -422,7 +435,8 @@ def main() -> None:
     """Understand a SQLite-backed task queue: workers, outages, metrics.
 
     Every command reads the store named by --db (or QANALYTICS_DB) read-only, except
-    requeue-orphans and simulate. Exit status 2 means a user error (printed as one line).
+    requeue-orphans, simulate, prune, vacuum and checkpoint. Exit status 2 means a user
+    error (printed as one line).
     """
 
 
@@ -740,3 +754,176 @@ def report_command(
         title=title,
     )
     click.echo(f"Wrote {path}.")
+
+
+# -- maintenance ----------------------------------------------------------------------------
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, pd.Timestamp):
+        return _iso(pd.Series([value])).iloc[0]
+    return _plain(value)
+
+
+def _emit_result(result: Mapping[str, Any], fmt: str) -> None:
+    """A flat or nested dict as JSON, or as an aligned ``name  value`` table."""
+    if fmt == "json":
+        click.echo(json.dumps(_plain(result), indent=2, default=_json_default))
+        return
+    rows = _flatten(result)
+    cells = {
+        "name": [name for name, _ in rows],
+        "value": [
+            value.strftime("%Y-%m-%d %H:%M:%S")
+            if isinstance(value, pd.Timestamp)
+            else _metric_text(value)
+            for _, value in rows
+        ],
+    }
+    click.echo(_render_table(cells, right=["value"]))
+
+
+def _epoch_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "none"
+    return pd.Timestamp(seconds, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M:%S")
+
+
+@main.command("prune", short_help="Roll old heartbeats up into minutes (writes).")
+@_db_option
+@click.option(
+    "--keep",
+    type=DURATION,
+    default="7d",
+    show_default=True,
+    help="Raw heartbeat history to keep, back from now; older beats become minute rows.",
+)
+@click.option(
+    "--finished-keep",
+    type=DURATION,
+    default=None,
+    help="Also delete tasks (and attempts) that finished longer ago than this "
+    "[default: keep all tasks].",
+)
+@click.option("--batch", type=int, default=5000, show_default=True, help="Rows per transaction.")
+@_format_option(("table", "json"))
+@_now_option
+def prune_command(
+    db_path: str | None,
+    keep: float,
+    finished_keep: float | None,
+    batch: int,
+    fmt: str,
+    now: str | None,
+) -> None:
+    """Roll heartbeats older than --keep up into per-minute rows and delete them.
+
+    The read side keeps working across the boundary at minute resolution. With
+    --finished-keep, old finished tasks are deleted too, and metrics lose them.
+    Running it again with the same --now changes nothing.
+    """
+    from .maintenance import prune
+
+    with _open(db_path, readonly=False) as db:
+        result = prune(db, keep=keep, finished_keep=finished_keep, batch=batch, now=_time_arg(now))
+    if fmt == "json":
+        click.echo(json.dumps(result.as_dict()))
+        return
+    click.echo(
+        f"Rolled up {result.heartbeats_rolled_up:,} heartbeat(s) before "
+        f"{_epoch_text(result.cutoff)} UTC into {result.rollup_rows:,} minute row(s)."
+    )
+    if result.finished_cutoff is not None:
+        click.echo(
+            f"Deleted {result.tasks_deleted:,} task(s) and {result.attempts_deleted:,} "
+            f"attempt(s) finished before {_epoch_text(result.finished_cutoff)} UTC."
+        )
+
+
+@main.command("vacuum", short_help="Return unused pages to the file system (writes).")
+@_db_option
+@click.option(
+    "--full", is_flag=True, help="Rewrite the whole file (slow; enables incremental vacuum)."
+)
+@click.option(
+    "--full-if-needed",
+    is_flag=True,
+    help="Fall back to a full vacuum when the store cannot vacuum incrementally.",
+)
+def vacuum_command(db_path: str | None, full: bool, full_if_needed: bool) -> None:
+    """Free unused pages: incrementally by default, or rewrite the file with --full.
+
+    A full vacuum needs free disk space about the size of the store and cannot run
+    while another process reads it.
+    """
+    from .maintenance import vacuum
+
+    with _open(db_path, readonly=False) as db:
+        result = vacuum(db, incremental=not full, full_if_needed=full_if_needed)
+    if result.mode == "none":
+        click.echo(f"Nothing done: {result.note}.")
+        return
+    click.echo(
+        f"{result.mode.capitalize()} vacuum freed {result.bytes_freed:,} bytes "
+        f"({result.pages_before:,} -> {result.pages_after:,} pages)."
+    )
+
+
+@main.command("checkpoint", short_help="Copy the WAL back into the database (writes).")
+@_db_option
+@click.option(
+    "--mode",
+    type=click.Choice(["PASSIVE", "FULL", "RESTART", "TRUNCATE"], case_sensitive=False),
+    default="PASSIVE",
+    show_default=True,
+    help="PASSIVE never waits; FULL and RESTART wait for writers; TRUNCATE also empties "
+    "the WAL file.",
+)
+def checkpoint_command(db_path: str | None, mode: str) -> None:
+    """Checkpoint the write-ahead log into the database file."""
+    from .maintenance import checkpoint
+
+    with _open(db_path, readonly=False) as db:
+        result = checkpoint(db, mode)
+    busy = " (busy: not every frame could be copied)" if result.busy else ""
+    click.echo(
+        f"{result.mode} checkpoint: {result.checkpointed_frames} of {result.wal_frames} "
+        f"WAL frame(s) copied{busy}."
+    )
+
+
+@main.command("check", short_help="Check the file and the queue's invariants; exit 1 if bad.")
+@_db_option
+@click.option(
+    "--no-invariants",
+    is_flag=True,
+    help="Only check the file (pages, indexes, foreign keys), not the queue's rules.",
+)
+@click.pass_context
+def check_command(ctx: click.Context, db_path: str | None, no_invariants: bool) -> None:
+    """Check the database file and the queue's invariants (read-only).
+
+    Prints one line per problem, or "ok"; exit status 1 when there is a problem.
+    """
+    from .maintenance import integrity_check
+
+    with _open(db_path) as db:
+        problems = integrity_check(db, invariants=not no_invariants)
+    if not problems:
+        click.echo("ok")
+        return
+    for problem in problems:
+        click.echo(problem.replace("\n", " "))
+    ctx.exit(EXIT_PROBLEMS)
+
+
+@main.command("stats", short_help="Sizes, row counts and the heartbeat history's span.")
+@_db_option
+@_format_option(("table", "json"))
+def stats_command(db_path: str | None, fmt: str) -> None:
+    """File, WAL and table sizes, row counts, and where raw heartbeat history starts."""
+    from .maintenance import stats
+
+    with _open(db_path) as db:
+        result = stats(db)
+    _emit_result(result, fmt)

@@ -25,7 +25,14 @@ from ._frame import (
     resolve_window,
 )
 from ._time import parse_duration
-from .liveness import check_workers, worker_keys
+from .liveness import (
+    RESOLUTION_DTYPE,
+    check_workers,
+    horizon,
+    mark_horizon,
+    uses_rollups,
+    worker_keys,
+)
 from .registry import check_worker_id
 from .schema import TASK_STATUSES
 from .store import Store
@@ -93,7 +100,8 @@ def workers(
         ``worker_id`` (category), ``state`` (category: active / late / stale / removed),
         ``registered_at`` (UTC: the latest registration or revival), ``last_heartbeat_at``,
         ``removed_at`` (UTC), ``since_heartbeat_s`` (float), ``heartbeats`` (int64: beats
-        so far), ``current_task_id`` (Int64: the most recently claimed task still open),
+        so far, raw and rolled up into minutes by :func:`qanalytics.maintenance.prune`
+        alike), ``current_task_id`` (Int64: the most recently claimed task still open),
         ``tasks_completed``, ``tasks_failed`` (int64: the worker's completed and failed
         attempts), ``capabilities`` (dict), then one ``cap_<key>`` column per top-level
         capability key. Sorted by worker id.
@@ -103,6 +111,16 @@ def workers(
     ValueError
         If `active_within` exceeds `stale_after`.
     """
+    if db.layout == "classic":  # no history: the classic layout has its own reading
+        from .classic import workers as classic_workers
+
+        return classic_workers(
+            db,
+            now=now,
+            active_within=active_within,
+            stale_after=stale_after,
+            include_removed=include_removed,
+        )
     if not isinstance(include_removed, bool):
         raise TypeError(f"include_removed must be a bool, not {type(include_removed).__name__}")
     active_s = parse_duration(active_within, name="active_within")
@@ -128,6 +146,16 @@ def workers(
     removed_at = np.array([r[3] if r[2] == "removed" else np.nan for r in rows], dtype="float64")
     registered = np.array([np.nan if r[4] is None else r[4] for r in rows], dtype="float64")
     last = np.array([np.nan if r[6] is None else r[6] for r in rows], dtype="float64")
+    beat_counts = np.array([r[7] for r in rows], dtype="int64")
+    horizon_at = horizon(db)
+    if horizon_at is not None:
+        from .maintenance import rollup_totals
+
+        # Beats pruned into minutes still count, and may hold the last beat as of `now`.
+        totals = rollup_totals(db, until=at)
+        beat_counts += np.array([totals.get(r[0], (0, 0.0))[0] for r in rows], dtype="int64")
+        rolled_last = [totals.get(r[0], (0, np.nan))[1] for r in rows]
+        last = np.fmax(last, np.array(rolled_last, dtype="float64"))
     since_s = at - last
     state = np.where(
         removed,
@@ -147,7 +175,7 @@ def workers(
             "last_heartbeat_at": as_utc(last),
             "removed_at": as_utc(removed_at),
             "since_heartbeat_s": since_s,
-            "heartbeats": np.array([r[7] for r in rows], dtype="int64"),
+            "heartbeats": beat_counts,
             "current_task_id": pd.array([r[8] for r in rows], dtype="Int64"),
             "tasks_completed": np.array(
                 [counts.get((r[0], "completed"), 0) for r in rows], dtype="int64"
@@ -160,7 +188,7 @@ def workers(
     )
     for cap_key in sorted({k for c in caps for k in c}):
         frame[f"cap_{cap_key}"] = pd.Series([c.get(cap_key) for c in caps], dtype=object)
-    return frame
+    return mark_horizon(frame, horizon_at)
 
 
 def heartbeats(
@@ -187,21 +215,42 @@ def heartbeats(
     Returns
     -------
     pandas.DataFrame
-        ``worker_id`` (category), ``at`` (UTC), ``task_id`` (Int64), in time order.
+        ``worker_id`` (category), ``at`` (UTC), ``task_id`` (Int64), ``resolution``
+        (category: ``raw`` or ``minute``), ``beats`` (Int64: 1 for a raw beat), in time
+        order.
+
+    Notes
+    -----
+    Before the moment where a pruned store's raw history starts (see
+    :func:`qanalytics.maintenance.prune`), beats exist only as rolled-up minutes: each
+    gives one row, with ``resolution`` ``"minute"``, ``at`` its last beat, ``task_id``
+    that beat's task and ``beats`` the number of beats in the minute, so
+    ``frame["beats"].sum()`` counts beats on both sides. A minute whose last beat is
+    after `until` (or before `since`) is left out whole. When the store was pruned,
+    ``frame.attrs["raw_history_starts_at"]`` holds that moment (UTC).
     """
+    db.require("heartbeat_history", "heartbeats()")
     names = check_workers(workers)
     lo, hi, at = resolve_window(db, since, until, now)
     wk = worker_keys(db, at)
-    dtypes = {"worker_id": wk.dtype, "at": UTC_DTYPE, "task_id": "Int64"}
+    dtypes = {
+        "worker_id": wk.dtype,
+        "at": UTC_DTYPE,
+        "task_id": "Int64",
+        "resolution": RESOLUTION_DTYPE,
+        "beats": "Int64",
+    }
+    horizon_at = horizon(db)
     where = ["at <= ?"]
     params: list[Any] = [hi]
     if lo is not None:
         where.append("at >= ?")
         params.append(lo)
+    keys: list[int] | None = None
     if names is not None:
         keys = wk.keys_for(names)
         if not keys:
-            return empty_frame(dtypes)
+            return mark_horizon(empty_frame(dtypes), horizon_at)
         clause, values = in_list_sql("worker_key", keys)
         where.append(clause)
         params.extend(values)
@@ -213,20 +262,51 @@ def heartbeats(
         columns={"worker_key": "int64", "at": "float64", "task_id": "int?"},
         action="read heartbeats",
     )
-    keys, times, task_ids = raw.pop("worker_key"), raw.pop("at"), raw.pop("task_id")
-    if len(times) > 1 and not bool(np.all(times[1:] >= times[:-1])):
+    worker_key, times, task_ids = raw.pop("worker_key"), raw.pop("at"), raw.pop("task_id")
+    n_raw = len(times)
+    beats: Any = None
+    minute: Any = None
+    if uses_rollups(horizon_at, lo):
+        from .maintenance import rollup_columns
+
+        rolled = rollup_columns(db, since=lo, until=hi, keys=keys)
+        last = rolled["last_at"]
+        inside = last <= hi
+        if lo is not None:
+            inside &= last >= lo
+        if inside.any():
+            r_task = rolled["last_task_id"][inside]
+            worker_key = np.concatenate([worker_key, rolled["worker_key"][inside]])
+            times = np.concatenate([times, last[inside]])
+            task_values = np.concatenate([task_ids.to_numpy(dtype="int64", na_value=-1), r_task])
+            task_ids = pd.arrays.IntegerArray(task_values, task_values < 0)
+            beats = np.concatenate([np.ones(n_raw, dtype="int64"), rolled["beats"][inside]])
+            minute = np.concatenate([np.zeros(n_raw, dtype="int8"), np.ones(len(r_task), "int8")])
+    n = len(times)
+    if beats is None:
+        beats = np.ones(n, dtype="int64")
+        minute = np.zeros(n, dtype="int8")
+    if n > 1 and not bool(np.all(times[1:] >= times[:-1])):
         order = np.argsort(times, kind="stable")
-        keys, times, task_ids = keys[order], times[order], task_ids[order]
+        worker_key, times, task_ids = worker_key[order], times[order], task_ids[order]
+        beats, minute = beats[order], minute[order]
         del order
-    worker_id = wk.categorical(keys)
-    del keys
+    worker_id = wk.categorical(worker_key)
+    del worker_key
     at_column = as_utc(times)
     del times
-    return pd.DataFrame(
-        {"worker_id": worker_id, "at": at_column, "task_id": task_ids},
+    frame = pd.DataFrame(
+        {
+            "worker_id": worker_id,
+            "at": at_column,
+            "task_id": task_ids,
+            "resolution": pd.Categorical.from_codes(minute, dtype=RESOLUTION_DTYPE),
+            "beats": pd.arrays.IntegerArray(beats, np.zeros(n, dtype=bool)),
+        },
         columns=list(dtypes),
         copy=False,
     )
+    return mark_horizon(frame, horizon_at)
 
 
 def _names(value: Any, name: str, allowed: tuple[str, ...] | None = None) -> list[str] | None:
@@ -300,6 +380,12 @@ def tasks(
     """
     statuses = _names(status, "status", TASK_STATUSES)
     type_list = _names(types, "types")
+    if db.layout == "classic":  # no per-attempt rows: the classic layout has its own reading
+        from .classic import tasks as classic_tasks
+
+        return classic_tasks(
+            db, status=statuses, types=type_list, since=since, until=until, now=now
+        )
     lo, hi, at = resolve_window(db, since, until, now)
     wk = worker_keys(db, at)
     where = ["t.created_at <= ?"]
@@ -425,6 +511,7 @@ def attempts(
         abandoned / cancelled, NaN while open), ``run_s`` (float, NaN while open),
         ``error`` (object). Sorted by claim time, then task and attempt.
     """
+    db.require("attempt_history", "attempts()")
     type_list = _names(types, "types")
     names = check_workers(workers)
     lo, hi, at = resolve_window(db, since, until, now)

@@ -18,6 +18,18 @@ Alive time is the complement of outages within each life: a beat covers ``[beat,
 beat]`` when the gap to the next beat is not an outage; the last beat of a life covers up
 to the removal or ``now`` unless that silence is an outage; a beat followed by an outage
 covers only its own moment (a zero-length interval).
+
+Across the retention boundary
+-----------------------------
+Before the moment where a pruned store's raw history starts
+(:func:`qanalytics.maintenance.history_horizon`), beats exist only as rolled-up minutes.
+There, each minute's first and last beat stand for its beats: the minute is alive from
+its first to its last beat, and the gap from one minute's last beat to the next kept
+beat is a true gap between consecutive beats, judged by the rule above; a silence inside
+one minute cannot be seen. Rows say which they come from in a ``resolution`` column
+(``raw`` / ``minute``) where that applies, and frames carry
+``attrs["raw_history_starts_at"]``. A read whose window starts at or after the horizon
+never touches the rollups.
 """
 
 from __future__ import annotations
@@ -40,6 +52,60 @@ __all__ = ["OUTAGE_FACTOR", "alive_intervals", "heartbeat_gaps", "outages", "upt
 OUTAGE_FACTOR = 3.0
 
 ENDED_BY_DTYPE = pd.CategoricalDtype(["resumed", "removed", "still silent"])
+#: ``resolution`` of a row: from a raw beat, or from a minute rolled up by ``prune``.
+RESOLUTION_DTYPE = pd.CategoricalDtype(["raw", "minute"])
+
+
+def horizon(db: Store) -> float | None:
+    """Where raw heartbeats start (epoch seconds), or None if the store was never pruned.
+
+    Parameters
+    ----------
+    db : Store
+
+    Returns
+    -------
+    float or None
+    """
+    from .maintenance import history_horizon
+
+    return history_horizon(db)
+
+
+def uses_rollups(horizon_at: float | None, since: float | None) -> bool:
+    """Whether a read starting at `since` reaches back before the raw history.
+
+    Parameters
+    ----------
+    horizon_at : float or None
+        :func:`horizon`.
+    since : float or None
+        The window's start (None: unbounded).
+
+    Returns
+    -------
+    bool
+    """
+    return horizon_at is not None and (since is None or since < horizon_at)
+
+
+def mark_horizon(frame: pd.DataFrame, horizon_at: float | None) -> pd.DataFrame:
+    """Record where raw history starts in ``frame.attrs["raw_history_starts_at"]``.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+    horizon_at : float or None
+        Epoch seconds; nothing is recorded when None.
+
+    Returns
+    -------
+    pandas.DataFrame
+        `frame`, for chaining.
+    """
+    if horizon_at is not None:
+        frame.attrs["raw_history_starts_at"] = pd.Timestamp(horizon_at, unit="s", tz="UTC")
+    return frame
 
 
 # -- workers: integer keys to categorical ids ------------------------------------------
@@ -180,6 +246,10 @@ class _Beats:
     seg_end: np.ndarray  # bool: last beat of a life
     gap: np.ndarray  # float64, NaN at seg_start
     removal: np.ndarray  # float64: the removal that ends this beat's life, NaN if none
+    minute: np.ndarray  # bool: the first or last beat of a rolled-up minute
+    inner: np.ndarray  # bool: a minute's last beat; the gap before it is inside the minute
+    mean_gap: np.ndarray  # float64: at `inner`, the minute's mean interval; else NaN
+    horizon: float | None  # where raw history starts, None if never pruned
 
 
 def _read_beats(db: Store, since: float | None, now: float, keys: list[int] | None) -> pd.DataFrame:
@@ -233,13 +303,55 @@ def _removals(db: Store, now: float) -> dict[int, np.ndarray]:
     return {k: np.asarray(v, dtype="float64") for k, v in out.items()}
 
 
+def _rollup_points(
+    db: Store, since: float | None, now: float, keys: list[int] | None
+) -> tuple[np.ndarray, ...]:
+    """Rolled-up minutes as beats: a minute's first and last beat (one if they coincide).
+
+    A minute whose last beat is after `now` keeps only its first beat, whose task is
+    unknown (-1); the last beat carries the minute's last task.
+    """
+    from .maintenance import rollup_columns
+
+    cols = rollup_columns(db, since=since, until=now, keys=keys, prior=True)
+    first, last = cols["first_at"], cols["last_at"]
+    visible = last <= now
+    two = visible & (last > first)
+    key = np.concatenate([cols["worker_key"], cols["worker_key"][two]])
+    at = np.concatenate([np.where(visible, last, first), first[two]])
+    task = np.concatenate([np.where(visible, cols["last_task_id"], -1), np.full(two.sum(), -1)])
+    inner = np.concatenate([two, np.zeros(int(two.sum()), dtype=bool)])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_minute = (last - first) / (cols["beats"] - 1)
+    mean_gap = np.concatenate([np.where(two, per_minute, np.nan), np.full(two.sum(), np.nan)])
+    return key, at, task.astype("int64"), inner, mean_gap
+
+
 def _model(db: Store, since: float | None, now: float, keys: list[int] | None) -> _Beats:
     raw = _read_beats(db, since, now, keys)
     key = raw["worker_key"].to_numpy(dtype="int64")
     at = raw["at"].to_numpy(dtype="float64")
     task = raw["task_id"].to_numpy(dtype="int64")
-    order = np.lexsort((at, key))
-    key, at, task = key[order], at[order], task[order]
+    n_raw = len(key)
+    horizon_at = horizon(db)
+    if uses_rollups(horizon_at, since):
+        r_key, r_at, r_task, r_inner, r_mean = _rollup_points(db, since, now, keys)
+        key = np.concatenate([key, r_key])
+        at = np.concatenate([at, r_at])
+        task = np.concatenate([task, r_task])
+        minute = np.concatenate([np.zeros(n_raw, dtype=bool), np.ones(len(r_key), dtype=bool)])
+        inner = np.concatenate([np.zeros(n_raw, dtype=bool), r_inner])
+        mean_gap = np.concatenate([np.full(n_raw, np.nan), r_mean])
+        # Sorted by (key, at), a minute's first beat before its last: inner last.
+        order = np.lexsort((inner, at, key))
+        key, at, task = key[order], at[order], task[order]
+        minute, inner, mean_gap = minute[order], inner[order], mean_gap[order]
+    else:
+        order = np.lexsort((at, key))
+        key, at, task = key[order], at[order], task[order]
+        minute = np.zeros(n_raw, dtype=bool)
+        inner = minute
+        mean_gap = np.full(n_raw, np.nan)
     n = len(key)
     life = np.zeros(n, dtype="int64")
     removal = np.full(n, np.nan)
@@ -263,20 +375,45 @@ def _model(db: Store, since: float | None, now: float, keys: list[int] | None) -
     if n:
         gap[1:] = at[1:] - at[:-1]
     gap[seg_start] = np.nan
-    return _Beats(key, at, task, seg_start, seg_end, gap, removal)
+    return _Beats(
+        key, at, task, seg_start, seg_end, gap, removal, minute, inner, mean_gap, horizon_at
+    )
+
+
+def _median_by_key(values: np.ndarray, keys: np.ndarray, mask: np.ndarray) -> pd.Series:
+    return pd.Series(values[mask]).groupby(keys[mask]).median()
 
 
 def _thresholds(beats: _Beats, min_gap: Any) -> np.ndarray:
-    """The outage threshold in force for each beat."""
+    """The outage threshold in force for each beat.
+
+    Medians come from raw gaps only: gaps next to rolled-up minutes are a sample biased
+    towards long silences (a long gap is likelier to cross a minute boundary). A worker
+    with no raw gaps falls back to the mean interval inside its rolled-up minutes, then
+    to the fleet's raw median, then to the fleet's minute mean.
+    """
     n = len(beats.key)
     if min_gap is not None:
         return np.full(n, parse_duration(min_gap, name="min_gap", allow_zero=False))
     positive = beats.gap > 0
-    if not positive.any():
+    if beats.horizon is not None and beats.minute.any():
+        prev_minute = np.zeros(n, dtype=bool)
+        prev_minute[1:] = beats.minute[:-1]
+        positive &= ~beats.minute & ~prev_minute
+    estimated = beats.mean_gap > 0
+    if not positive.any() and not estimated.any():
         return np.full(n, np.inf)
-    fleet = float(np.median(beats.gap[positive]))
-    medians = pd.Series(beats.gap[positive]).groupby(beats.key[positive]).median()
+    medians = _median_by_key(beats.gap, beats.key, positive)
     per_beat = medians.reindex(beats.key).to_numpy(dtype="float64")
+    if estimated.any():
+        fallback = _median_by_key(beats.mean_gap, beats.key, estimated)
+        per_beat = np.where(
+            np.isnan(per_beat), fallback.reindex(beats.key).to_numpy(dtype="float64"), per_beat
+        )
+    if positive.any():
+        fleet = float(np.median(beats.gap[positive]))
+    else:
+        fleet = float(np.median(beats.mean_gap[estimated]))
     per_beat = np.where(np.isnan(per_beat), fleet, per_beat)
     return OUTAGE_FACTOR * per_beat
 
@@ -294,7 +431,9 @@ def _liveness(db: Store, since: float | None, now: float, min_gap: Any) -> _Live
     beats = _model(db, since, now, None)
     thr = _thresholds(beats, min_gap)
     with np.errstate(invalid="ignore"):
-        outage_before = beats.gap > thr
+        # A silence inside a rolled-up minute cannot be seen: only gaps between beats
+        # that were both kept (raw, or a minute's first and last) can be outages.
+        outage_before = (beats.gap > thr) & ~beats.inner
     tail_end = np.where(np.isnan(beats.removal), now, beats.removal)
     tail_outage = beats.seg_end & ((tail_end - beats.at) > thr)
     return _Liveness(beats, thr, outage_before, tail_end, tail_outage)
@@ -350,7 +489,10 @@ def alive_intervals(
     -------
     pandas.DataFrame
         ``worker_id`` (category), ``start``, ``end`` (float epoch seconds), sorted by
-        worker and start.
+        worker and start. Before the store's raw history starts (see
+        :func:`qanalytics.maintenance.prune`), a rolled-up minute counts as alive from its
+        first to its last beat, and the gaps between minutes follow the rule above;
+        ``attrs["raw_history_starts_at"]`` then says where raw history starts.
 
     Examples
     --------
@@ -358,6 +500,7 @@ def alive_intervals(
     >>> with qa.connect(":memory:") as db:
     ...     spans = qa.alive_intervals(db, since="24h")
     """
+    db.require("heartbeat_history", "alive_intervals()")
     lo, hi, at = resolve_window(db, since, until, now)
     wk = worker_keys(db, at)
     live = _liveness(db, lo, at, min_gap)
@@ -373,7 +516,7 @@ def alive_intervals(
         columns=["worker_id", "start", "end"],
     )
     frame = frame.sort_values(["worker_id", "start"], kind="stable").reset_index(drop=True)
-    return frame
+    return mark_horizon(frame, live.beats.horizon)
 
 
 def heartbeat_gaps(
@@ -402,17 +545,27 @@ def heartbeat_gaps(
     pandas.DataFrame
         ``worker_id`` (category), ``at`` (UTC), ``gap_s`` (float seconds; NaN for a
         worker's first beat, and for the first beat after a removal, which starts a new
-        life), sorted by worker and time.
+        life), ``resolution`` (category: ``raw``, or ``minute`` for a minute rolled up by
+        :func:`qanalytics.maintenance.prune`: its row is at the minute's first beat, with
+        the gap since the previous kept beat, so silences inside a minute are not seen),
+        sorted by worker and time. ``attrs["raw_history_starts_at"]`` is set when the
+        store was pruned.
     """
+    db.require("heartbeat_history", "heartbeat_gaps()")
     names = check_workers(workers)
     lo, hi, at = resolve_window(db, since, until, now)
     wk = worker_keys(db, at)
     keys = None if names is None else wk.keys_for(names)
-    dtypes = {"worker_id": wk.dtype, "at": UTC_DTYPE, "gap_s": "float64"}
+    dtypes = {
+        "worker_id": wk.dtype,
+        "at": UTC_DTYPE,
+        "gap_s": "float64",
+        "resolution": RESOLUTION_DTYPE,
+    }
     if keys is not None and not keys:
-        return empty_frame(dtypes)
+        return mark_horizon(empty_frame(dtypes), horizon(db))
     beats = _model(db, lo, at, keys)
-    keep = beats.at <= hi
+    keep = (beats.at <= hi) & ~beats.inner
     if lo is not None:
         keep &= beats.at >= lo
     frame = pd.DataFrame(
@@ -420,10 +573,15 @@ def heartbeat_gaps(
             "worker_id": wk.categorical(beats.key[keep]),
             "at": as_utc(beats.at[keep]),
             "gap_s": beats.gap[keep],
+            "resolution": _resolution(beats.minute[keep]),
         },
         columns=list(dtypes),
     )
-    return frame.reset_index(drop=True)
+    return mark_horizon(frame.reset_index(drop=True), beats.horizon)
+
+
+def _resolution(minute: np.ndarray) -> pd.Categorical:
+    return pd.Categorical.from_codes(minute.astype("int8"), dtype=RESOLUTION_DTYPE)
 
 
 def outages(
@@ -458,8 +616,20 @@ def outages(
         ``duration_s`` (float); ``ongoing`` (bool); ``tasks_in_flight`` (list of int:
         tasks the worker held at `start`, i.e. attempts claimed at or before it and not
         finished by it, plus the task named by that beat); ``ended_by`` (category:
-        resumed / removed / still silent). Sorted by worker and start.
+        resumed / removed / still silent); ``resolution`` (category: ``minute`` when the
+        silence starts before the store's raw history, see below, else ``raw``). Sorted
+        by worker and start.
+
+    Notes
+    -----
+    Before the raw history starts (heartbeats rolled up by
+    :func:`qanalytics.maintenance.prune`), each minute's first and last beat stand for
+    its beats: silences between minutes are found with their exact start and end, but a
+    silence inside one minute cannot be seen. Thresholds come from raw gaps (or from the
+    mean interval inside rolled-up minutes when a worker has no raw gaps).
+    ``attrs["raw_history_starts_at"]`` says where raw history starts.
     """
+    db.require("heartbeat_history", "outages()")
     lo, hi, at = resolve_window(db, since, until, now)
     wk = worker_keys(db, at)
     live = _liveness(db, lo, at, min_gap)
@@ -482,6 +652,7 @@ def outages(
         keep &= end >= lo
     key, start, end, ended_by = key[keep], start[keep], end[keep], ended_by[keep]
     beat_task = b.task[start_idx][keep]
+    minute = b.minute[start_idx][keep]
     held = _tasks_held(db, key, start, beat_task)
     frame = pd.DataFrame(
         {
@@ -492,10 +663,11 @@ def outages(
             "ongoing": ended_by == "still silent",
             "tasks_in_flight": pd.Series(held, dtype=object),
             "ended_by": pd.Categorical(ended_by, dtype=ENDED_BY_DTYPE),
+            "resolution": _resolution(minute),
         }
     )
     frame = frame.sort_values(["worker_id", "start"], kind="stable").reset_index(drop=True)
-    return frame
+    return mark_horizon(frame, b.horizon)
 
 
 def _tasks_held(
@@ -562,8 +734,12 @@ def uptime(
     -------
     pandas.DataFrame
         ``worker_id`` (category), ``bucket`` (UTC, bucket start), ``alive_fraction``
-        (float in [0, 1]), sorted by worker and bucket.
+        (float in [0, 1]), sorted by worker and bucket. Before the store's raw history
+        starts, a rolled-up minute counts as alive from its first to its last beat (see
+        :func:`alive_intervals`); ``attrs["raw_history_starts_at"]`` then says where raw
+        history starts.
     """
+    db.require("heartbeat_history", "uptime()")
     width = parse_duration(freq, name="freq", allow_zero=False)
     lo, hi, at = resolve_window(db, since, until, now)
     wk = worker_keys(db, at)
@@ -571,7 +747,7 @@ def uptime(
     live = _liveness(db, lo, at, min_gap)
     key, start, end = _alive_arrays(live)
     if len(key) == 0:
-        return empty_frame(dtypes)
+        return mark_horizon(empty_frame(dtypes), live.beats.horizon)
     first_beat = pd.Series(live.beats.at).groupby(live.beats.key).min()
     window_lo = float(first_beat.min()) if lo is None else lo
     # Each worker's span of rows: from its first beat (or the window start) to the window
@@ -627,4 +803,5 @@ def uptime(
         },
         columns=list(dtypes),
     )
-    return frame.sort_values(["worker_id", "bucket"], kind="stable").reset_index(drop=True)
+    frame = frame.sort_values(["worker_id", "bucket"], kind="stable").reset_index(drop=True)
+    return mark_horizon(frame, live.beats.horizon)

@@ -21,6 +21,7 @@ import sqlite3
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ._frame import UTC_DTYPE, as_category, as_utc, empty_frame, resolve_window
@@ -40,6 +41,8 @@ __all__ = [
     "integrity_check",
     "prune",
     "raw_history_starts_at",
+    "rollup_columns",
+    "rollup_totals",
     "stats",
     "vacuum",
 ]
@@ -521,6 +524,111 @@ def heartbeat_rollups(
             "last_task_id": raw["last_task_id"].astype("Int64"),
         }
     )
+
+
+def rollup_columns(
+    db: Store,
+    *,
+    since: float | None,
+    until: float,
+    keys: list[int] | None = None,
+    prior: bool = False,
+) -> dict[str, Any]:
+    """Rolled-up minutes as arrays keyed by worker key, for the read side.
+
+    Parameters
+    ----------
+    db : Store
+    since : float or None
+        Epoch seconds: rows whose minute ends at or after it (a minute that holds
+        `since` is included whole). None for no lower bound.
+    until : float
+        Epoch seconds: rows whose first beat is at or before it.
+    keys : list of int, optional
+        Only these worker keys.
+    prior : bool, default False
+        With `since`, also each worker's latest row before the minute that holds it,
+        so a silence that spans `since` can be measured from its last beat.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``worker_key`` (int64), ``minute``, ``first_at``, ``last_at`` (float64 epoch
+        seconds), ``beats`` and ``last_task_id`` (int64, -1 for none), unordered. Empty
+        arrays for a store without rollups.
+    """
+    columns = {
+        "worker_key": "int64",
+        "minute": "float64",
+        "beats": "int64",
+        "first_at": "float64",
+        "last_at": "float64",
+        "last_task_id": "int64",
+    }
+    empty = {
+        name: np.empty(0, dtype="float64" if kind == "float64" else "int64")
+        for name, kind in columns.items()
+    }
+    if (keys is not None and not keys) or not _has_table(db, "heartbeat_rollups"):
+        return empty
+    select = (
+        "SELECT r.worker_key, r.minute * 1.0, r.beats, r.first_at, r.last_at,"
+        " IFNULL(r.last_task_id, -1) FROM heartbeat_rollups r"
+    )
+    # The bounds on `minute` let SQLite use the minute index; first_at does the rest.
+    where = ["r.minute <= ?", "r.first_at <= ?"]
+    params: list[Any] = [until, until]
+    if since is not None:
+        where.append("r.minute >= ?")
+        params.append(_minute_floor(since))
+    key_clause = ""
+    if keys is not None:
+        key_clause = "r.worker_key IN (" + ", ".join("?" * len(keys)) + ")"
+        where.append(key_clause)
+        params.extend(keys)
+    sql = select + " WHERE " + " AND ".join(where)
+    if prior and since is not None:
+        # Each worker's latest earlier minute, by the (worker_key, minute) primary key.
+        sql += (
+            " UNION ALL " + select + " JOIN workers w ON r.worker_key = w.worker_key"
+            " AND r.minute = (SELECT max(r2.minute) FROM heartbeat_rollups r2"
+            " WHERE r2.worker_key = w.worker_key AND r2.minute < ?)"
+        )
+        params.append(_minute_floor(since))
+        if keys is not None:
+            sql += " WHERE " + key_clause
+            params.extend(keys)
+    raw = db.read_columns(sql, params, columns=columns, action="read heartbeat rollups")
+    if len(raw["worker_key"]) == 0:
+        return empty
+    return {name: np.asarray(raw[name], dtype=empty[name].dtype) for name in columns}
+
+
+def rollup_totals(db: Store, *, until: float) -> dict[int, tuple[int, float]]:
+    """Per worker key, the beats rolled up and the last of them, as of `until`.
+
+    Parameters
+    ----------
+    db : Store
+    until : float
+        Epoch seconds. Beats are counted in the minutes whose last beat is at or before
+        it; the last beat is the latest kept (a minute's first or last) at or before it.
+
+    Returns
+    -------
+    dict of int to (int, float)
+        ``{worker_key: (beats, last_at)}``; empty for a store without rollups.
+    """
+    if not _has_table(db, "heartbeat_rollups"):
+        return {}
+    rows = db.query(
+        "SELECT worker_key, sum(CASE WHEN last_at <= ?1 THEN beats ELSE 0 END),"
+        " max(CASE WHEN last_at <= ?1 THEN last_at ELSE first_at END)"
+        " FROM heartbeat_rollups WHERE first_at <= ?1 AND minute <= ?1 GROUP BY worker_key",
+        (until,),
+        action="count rolled-up heartbeats",
+    )
+    return {int(k): (int(n), float(last)) for k, n, last in rows}
 
 
 # -- checkpoint, vacuum -------------------------------------------------------------------

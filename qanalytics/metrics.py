@@ -136,6 +136,9 @@ class _TypeExpr:
 
 def _distinct_types(db: Store) -> list[str]:
     # A loose index scan over (status, type): one seek per distinct type, not per task.
+    if db.layout != "native":  # views over another layout have no (status, type) index
+        rows = db.query("SELECT DISTINCT type FROM tasks", action="list task types")
+        return sorted(str(row[0]) for row in rows if row[0] is not None)
     found: set[str] = set()
     for status in TASK_STATUSES:
         rows = db.query(
@@ -418,6 +421,10 @@ def queue_metrics(
     at = db.resolve_now(now)
     active_s = parse_duration(active_within, name="active_within")
     stale_s = parse_duration(stale_after, name="stale_after")
+    if now is not None and "heartbeat_history" not in db.capabilities:
+        latest = db.latest_event_at()
+        if latest is not None and latest > at:
+            db.require("heartbeat_history", "queue_metrics(now=...) before the latest event")
     if now is not None and _has_events_after(db, at):
         return _queue_metrics_as_of(db, at, active_s, stale_s)
     by_status = dict.fromkeys(TASK_STATUSES, 0)
@@ -682,6 +689,8 @@ def success_rate(
     keys = _by_list(by, ("type", "worker_id"))
     if level not in ("task", "attempt"):
         raise ValueError(f"level={level!r} must be 'task' or 'attempt'")
+    if level == "attempt":
+        db.require("attempt_history", "success_rate(level='attempt')")
     z = _z_score(confidence)
     lo, hi, _at = resolve_window(db, since, until, now)
     columns: dict[str, Any] = {"bucket": UTC_DTYPE, **_by_dtypes(keys)}
@@ -993,9 +1002,21 @@ def latency(
     columns["count"] = "int64"
     where, wparams = _window_sql("t.finished_at", lo, hi)
 
+    # Without per-attempt rows only a task claimed once has a known first claim: the
+    # others keep their run time and get no wait (NaN, left out of the wait quantiles).
+    history = "attempt_history" in db.capabilities
+    first_sql = "a.claimed_at" if history else "IFNULL(a.claimed_at, -1.0)"
+    join = "JOIN" if history else "LEFT JOIN"
+
     def build(expr: _TypeExpr | None) -> tuple[str, list[Any], dict[str, str]]:
-        select = "t.finished_at, t.created_at, t.started_at, a.claimed_at"
-        cols = {"at": "float64", "created": "float64", "started": "float64", "first": "float64"}
+        started = "t.started_at" if history else "IFNULL(t.started_at, -1.0)"
+        select = f"t.finished_at, t.created_at, {started}, {first_sql}"
+        cols = {
+            "at": "float64",
+            "created": "float64",
+            "started": "float64" if history else "time?",
+            "first": "float64" if history else "time?",
+        }
         params: list[Any] = []
         if expr is not None:
             select += f", {expr.sql} AS type"
@@ -1005,7 +1026,8 @@ def latency(
             select += ", IFNULL(t.worker_key, -1)"
             cols["worker"] = "int64"
         sql = (
-            f"SELECT {select} FROM tasks t JOIN attempts a ON a.task_id = t.id AND a.attempt = 1"
+            f"SELECT {select} FROM tasks t {join} attempts a ON a.task_id = t.id"
+            " AND a.attempt = 1"
             f" WHERE +t.status IN ('completed', 'failed') AND {where}"
         )
         return sql, [*params, *wparams], cols
@@ -1097,6 +1119,8 @@ def utilization(
     ...     qa.utilization(db).columns.tolist()
     ['worker_id', 'bucket', 'busy_s', 'alive_s', 'utilization']
     """
+    db.require("heartbeat_history", "utilization()")
+    db.require("attempt_history", "utilization()")
     from .liveness import alive_intervals
 
     width = _freq_seconds(freq)
@@ -1198,6 +1222,7 @@ def retry_outcomes(
     ...     qa.retry_outcomes(db).empty
     True
     """
+    db.require("attempt_history", "retry_outcomes()")
     lo, hi, _at = resolve_window(db, since, until, now)
     columns = dict.fromkeys(("attempt", "reached", "succeeded", "failed", "abandoned"), "int64")
     columns.update({"success_rate_at_attempt": "float64", "eventual_success": "float64"})

@@ -40,6 +40,8 @@ __all__ = [
     "fmt_freq",
     "fmt_rate",
     "fmt_time",
+    "layout_notice",
+    "missing_data",
     "report_window",
     "summary_table",
     "table",
@@ -579,6 +581,55 @@ def table(frame: pd.DataFrame, *, max_rows: int = 10, empty: str = "None.") -> T
         more = len(frame) - max_rows
         markup += f'<p class="qa-muted">… and {more:,} more (of {len(frame):,}).</p>'
     return Table(markup)
+
+
+_MISSING_TEXT = {
+    "heartbeat_history": "heartbeat history (only each worker's last heartbeat)",
+    "attempt_history": "per-attempt rows (only each task's final state)",
+}
+
+
+def missing_data(db: Store, *capabilities: str) -> str | None:
+    """Why a report section cannot be shown on `db`, or None when it has the data.
+
+    Parameters
+    ----------
+    db : Store
+    *capabilities : str
+        What the section needs (see :attr:`qanalytics.Store.capabilities`).
+
+    Returns
+    -------
+    str or None
+        A sentence naming what the store's layout does not record.
+    """
+    lacking = [c for c in capabilities if c not in db.capabilities]
+    if not lacking:
+        return None
+    what = " and no ".join(_MISSING_TEXT.get(c, c) for c in lacking)
+    return f"Not available: this {db.layout} queue database records no {what}."
+
+
+def layout_notice(db: Store) -> str | None:
+    """A note for the top of a report on a store that is not a qanalytics store.
+
+    Parameters
+    ----------
+    db : Store
+
+    Returns
+    -------
+    str or None
+        None for a native store.
+    """
+    if db.layout == "native":
+        return None
+    return (
+        f"This is a {db.layout} queue database, read as it is. It keeps each worker's last "
+        "heartbeat and each task's final state, not their history, so outages, uptime, "
+        "utilisation and capacity planning are not shown; wait times count only tasks "
+        "claimed once, and a retried task counts as queued until its latest claim."
+    )
 
 
 def callout(text: str, *, warning: bool = False) -> Table:

@@ -20,10 +20,35 @@ import numpy as np
 import pandas as pd
 
 from ._time import Clock, system_clock, to_epoch
-from .errors import QAnalyticsError, ReadOnlyError, SchemaError, StoreError
+from .errors import QAnalyticsError, ReadOnlyError, SchemaError, StoreError, UnsupportedError
 from .schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
-__all__ = ["BUSY_TIMEOUT_S", "Store", "StoreNotFound", "connect"]
+__all__ = ["BUSY_TIMEOUT_S", "LAYOUTS", "NATIVE_CAPABILITIES", "Store", "StoreNotFound", "connect"]
+
+#: The layouts :func:`connect` can read: a qanalytics store, or the classic queue layout.
+LAYOUTS = ("native", "classic")
+
+#: What a native store records. Other layouts record a subset (:attr:`Store.capabilities`).
+NATIVE_CAPABILITIES = frozenset(
+    {"tasks", "last_heartbeat", "heartbeat_history", "attempt_history", "worker_events"}
+)
+
+# What each capability holds, and what still works without it, for UnsupportedError.
+_CAPABILITY_TEXT = {
+    "heartbeat_history": (
+        "a heartbeat history (every beat, not only the last one)",
+        "workers() gives each worker's last heartbeat and staleness",
+    ),
+    "attempt_history": (
+        "per-attempt rows (every claim of a task with its outcome)",
+        "tasks(), success_rate(level='task'), throughput(), latency() and depth_timeline() "
+        "work from each task's final state",
+    ),
+    "worker_events": (
+        "worker registration and removal events",
+        "workers() lists the registered workers and their last heartbeat",
+    ),
+}
 
 #: How long a writer waits for the write lock before giving up, in seconds.
 BUSY_TIMEOUT_S = 30.0
@@ -120,15 +145,32 @@ class Store:
         Returns the current UTC time as epoch seconds; every write stamps time from it.
     conn : sqlite3.Connection
         The underlying connection (autocommit; use :meth:`transaction` to write).
+    layout : {"native", "classic"}
+        ``"native"`` for a qanalytics store. ``"classic"`` for a classic queue database
+        (``task_queue`` and ``workers`` tables) opened read-only: the connection then holds
+        TEMP views that present it in the native shape (see :mod:`qanalytics.classic`).
+    capabilities : frozenset of str
+        What the store records: ``"tasks"``, ``"last_heartbeat"``, ``"heartbeat_history"``,
+        ``"attempt_history"``, ``"worker_events"``. Questions that need a missing one raise
+        :class:`UnsupportedError` (:meth:`require`).
     """
 
     def __init__(
-        self, path: str, conn: sqlite3.Connection, *, readonly: bool, clock: Clock
+        self,
+        path: str,
+        conn: sqlite3.Connection,
+        *,
+        readonly: bool,
+        clock: Clock,
+        layout: str = "native",
+        capabilities: frozenset[str] = NATIVE_CAPABILITIES,
     ) -> None:
         self.path = path
         self.conn = conn
         self.readonly = readonly
         self.clock = clock
+        self.layout = layout
+        self.capabilities = capabilities
         self._adbc: Any = None
         self._closed = False
 
@@ -146,8 +188,35 @@ class Store:
 
     def __repr__(self) -> str:
         mode = "readonly" if self.readonly else "readwrite"
+        if self.layout != "native":
+            mode += f", {self.layout} layout"
         state = ", closed" if self._closed else ""
         return f"<qanalytics.Store {self.path!r} ({mode}{state})>"
+
+    def require(self, capability: str, question: str) -> None:
+        """Raise :class:`UnsupportedError` unless the store records `capability`.
+
+        Parameters
+        ----------
+        capability : str
+            One of :data:`NATIVE_CAPABILITIES`.
+        question : str
+            What the caller answers, e.g. ``"outages()"``, for the message.
+
+        Raises
+        ------
+        UnsupportedError
+            If the store's layout lacks the data; the message says what is missing and
+            what works instead.
+        """
+        if capability in self.capabilities:
+            return
+        needs, instead = _CAPABILITY_TEXT.get(capability, (capability, ""))
+        message = (
+            f"{question} needs {needs}, which the {self.layout} queue layout of "
+            f"{self.path!r} does not record"
+        )
+        raise UnsupportedError(message + (f"; {instead}" if instead else ""))
 
     def close(self) -> None:
         """Close the store's connections. Closing twice is harmless."""
@@ -359,7 +428,9 @@ class Store:
             kind ``"int?"``.
         """
         names = list(columns)
-        if not self.in_memory and not self.conn.in_transaction:
+        # The side reader cannot see this connection's TEMP views, which other layouts
+        # are read through.
+        if not self.in_memory and not self.conn.in_transaction and self.layout == "native":
             reader = self._adbc_connection()
             if reader is not None:
                 return self._read_columns_adbc(reader, sql, params, columns, action)
@@ -423,6 +494,16 @@ class Store:
         float or None
             Epoch seconds; None for an empty store.
         """
+        if self.layout != "native":
+            row = self.query(
+                "SELECT max(x) FROM ("
+                " SELECT max(last_heartbeat_at) AS x FROM workers UNION ALL"
+                " SELECT max(created_at) FROM tasks UNION ALL"
+                " SELECT max(started_at) FROM tasks UNION ALL"
+                " SELECT max(finished_at) FROM tasks)",
+                action="find the latest recorded event",
+            )[0]
+            return None if row[0] is None else float(row[0])
         row = self.query(
             "SELECT max(x) FROM ("
             " SELECT max(at) AS x FROM heartbeats UNION ALL"
@@ -561,6 +642,14 @@ def _migrate(conn: sqlite3.Connection, path: str, *, readonly: bool) -> None:
                 "(no qanalytics schema found)"
             )
         if tables:
+            from .classic import is_classic
+
+            with contextlib.suppress(sqlite3.Error):
+                if is_classic(conn):
+                    raise SchemaError(
+                        f"{path!r} is a classic queue database; qanalytics only reads it: "
+                        "connect(path, readonly=True)"
+                    )
             raise SchemaError(
                 f"{path!r} is a SQLite database with other tables and no qanalytics "
                 "schema; refusing to add one to it"
@@ -610,6 +699,7 @@ def connect(
     *,
     readonly: bool = False,
     clock: Clock | Literal["latest"] | None = None,
+    layout: Literal["auto", "native", "classic"] = "auto",
 ) -> Store:
     """Open (and if needed create) a qanalytics queue store.
 
@@ -627,6 +717,15 @@ def connect(
         (:meth:`Store.latest_event_at`), so a historical file (``data/sample.db``, a copy
         taken during an incident) is read as it stood when its last event was written
         rather than as of today, when every worker would look stale.
+    layout : {"auto", "native", "classic"}, default "auto"
+        ``"auto"`` opens a qanalytics store, or (read-only) a classic queue database:
+        tables ``task_queue`` and ``workers`` with ``heartbeat_utc``, no qanalytics
+        schema. ``"classic"`` insists on the classic layout and ``"native"`` refuses it.
+        A classic database is only read: the connection presents it in the native shape
+        through TEMP views that live in the connection, never in the file, and questions
+        its data cannot answer raise :class:`UnsupportedError` (see
+        :mod:`qanalytics.classic`). A WAL-mode file with no ``-wal`` beside it (no
+        writer has it open) is opened ``immutable`` so nothing is created next to it.
 
     Returns
     -------
@@ -639,7 +738,8 @@ def connect(
         If `readonly` is set and the file does not exist.
     SchemaError
         If the file is not SQLite, is SQLite without the qanalytics schema (read-only, or
-        with other tables), or has a newer schema than this code.
+        with other tables), has a newer schema than this code, or does not have the
+        `layout` asked for.
     StoreError
         If SQLite cannot open the file (for example, a directory).
 
@@ -656,6 +756,10 @@ def connect(
         )
     if not isinstance(readonly, bool):
         raise TypeError(f"readonly must be a bool, not {type(readonly).__name__}")
+    if layout not in ("auto", *LAYOUTS):
+        raise ValueError(f"layout={layout!r} must be 'auto', 'native' or 'classic'")
+    if layout == "classic" and not readonly:
+        raise ValueError("layout='classic' is read-only: pass readonly=True")
     path = _target_path(target)
     memory = path == ":memory:"
     if not memory and os.path.isdir(path):
@@ -667,8 +771,7 @@ def connect(
             else:
                 if not os.path.exists(path):
                     raise StoreNotFound(f"no store at {path!r} (opened read-only, so not created)")
-                uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
-                conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+                conn = _open_readonly(path, layout)
         else:
             if not memory:
                 parent = Path(path).resolve().parent
@@ -682,6 +785,17 @@ def connect(
     try:
         with wrap_errors(f"open {path!r}"):
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000):d}")
+        classic = _classic_layout(conn, path, layout, readonly=readonly)
+        if classic is not None:
+            store = Store(
+                path,
+                conn,
+                readonly=True,
+                clock=system_clock,
+                layout="classic",
+                capabilities=classic,
+            )
+            return _set_clock(store, clock, latest)
         _migrate(conn, path, readonly=readonly)
         with wrap_errors(f"set up the connection to {path!r}"):
             conn.execute("PRAGMA foreign_keys = ON")
@@ -693,10 +807,75 @@ def connect(
     except BaseException:
         conn.close()
         raise
-    store = Store(path, conn, readonly=readonly, clock=system_clock)
-    if latest:
-        frozen = store.latest_event_at()
-        store.clock = (lambda: frozen) if frozen is not None else system_clock
-    elif clock is not None:
-        store.clock = cast(Clock, clock)
+    return _set_clock(Store(path, conn, readonly=readonly, clock=system_clock), clock, latest)
+
+
+def _set_clock(store: Store, clock: Any, latest: bool) -> Store:
+    try:
+        if latest:
+            frozen = store.latest_event_at()
+            store.clock = (lambda: frozen) if frozen is not None else system_clock
+        elif clock is not None:
+            store.clock = cast(Clock, clock)
+    except BaseException:
+        store.close()
+        raise
     return store
+
+
+def _quiet_wal(path: str) -> bool:
+    """Whether `path` is a WAL-mode file that no connection has open (no ``-wal`` beside it)."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(20)
+    except OSError:
+        return False
+    wal_mode = len(header) == 20 and header[:16] == b"SQLite format 3\x00" and header[18] == 2
+    return wal_mode and not os.path.exists(path + "-wal") and not os.path.exists(path + "-shm")
+
+
+def _open_readonly(path: str, layout: str) -> sqlite3.Connection:
+    uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
+    if layout != "native" and _quiet_wal(path):
+        # A read-only connection to a WAL file creates -wal and -shm files beside it (and
+        # cannot remove them). Nobody has this one open, so read it as immutable unless it
+        # turns out to be a qanalytics store, whose readers keep their usual behaviour.
+        conn = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None)
+        try:
+            from .classic import is_classic
+
+            if layout == "classic" or is_classic(conn):
+                return conn
+        except sqlite3.Error:
+            pass  # not a database: the usual path says so
+        conn.close()
+    return sqlite3.connect(uri, uri=True, isolation_level=None)
+
+
+def _classic_layout(
+    conn: sqlite3.Connection, path: str, layout: str, *, readonly: bool
+) -> frozenset[str] | None:
+    """The capabilities of a classic database opened as such, or None for the native path."""
+    if path == ":memory:" or not readonly:
+        return None  # writers refuse a classic file in _migrate
+    from . import classic
+
+    _version, app_id, _tables = _check_is_sqlite(conn, path)
+    if app_id == APPLICATION_ID and layout != "classic":
+        return None
+    with wrap_errors(f"read the layout of {path!r}"):
+        found = classic.is_classic(conn)
+    if layout == "classic" and not found:
+        raise SchemaError(
+            f"{path!r} does not have the classic queue layout (tables task_queue and "
+            "workers with a heartbeat_utc column, and no qanalytics schema)"
+        )
+    if not found:
+        return None
+    if layout == "native":
+        raise SchemaError(
+            f"{path!r} is a classic queue database, not a qanalytics store; open it with "
+            "readonly=True and layout='auto' or 'classic' to read it"
+        )
+    with wrap_errors(f"present the classic queue database {path!r}"):
+        return classic.install_views(conn)

@@ -565,3 +565,120 @@ def test_now_latest_reads_a_historical_store_as_of_its_last_event(tmp_path: Path
     assert result.exit_code == 1
     assert "b" in result.output.split("current_task_id", 1)[1]
     assert " a " not in result.output
+
+
+# -- maintenance ----------------------------------------------------------------------------
+
+
+def _digest(path: Path) -> bytes:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).digest()
+
+
+def test_prune_reports_and_is_idempotent(store: dict[str, Any]) -> None:
+    path = str(store["path"])
+    first = run("prune", "--db", path, "--keep", "5min", "--batch", "7", "--now", NOW_ARG)
+    assert first.exit_code == 0, first.output
+    assert first.output.startswith("Rolled up ")
+    assert "minute row(s)" in first.output and "Deleted" not in first.output
+    again = run("prune", "--db", path, "--keep", "5min", "--now", NOW_ARG, "--format", "json")
+    assert again.exit_code == 0, again.output
+    data = json.loads(again.output)
+    assert data["heartbeats_rolled_up"] == 0
+    assert data["cutoff"] == ((NOW - 300) // 60) * 60
+    # The read side still sees the pruned beats, at minute resolution.
+    beats = run("outages", "--db", path, "--now", NOW_ARG, "--since", str(T0), "--format", "json")
+    assert beats.exit_code == 0, beats.output
+    assert {row["resolution"] for row in json.loads(beats.output)} <= {"raw", "minute"}
+    stats = json.loads(run("stats", "--db", path, "--format", "json").output)
+    assert stats["rollups"]["rows"] > 0
+    assert stats["rollups"]["raw_history_starts_at"].startswith("2023-11-14T22:")
+
+
+def test_prune_finished_tasks(store: dict[str, Any]) -> None:
+    result = run("prune", "--db", str(store["path"]), "--finished-keep", "1min", "--now", NOW_ARG)
+    assert result.exit_code == 0, result.output
+    assert "Deleted 2 task(s) and 2 attempt(s)" in result.output
+    with qa.connect(store["path"], readonly=True) as db:
+        assert qa.tasks(db, now=NOW)["id"].tolist() == [store["held"], *store["queued"]]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["prune", "--keep", "forever"], "--keep"),
+        (["prune", "--batch", "0"], "batch"),
+        (["checkpoint", "--mode", "SOMETIMES"], "SOMETIMES"),
+    ],
+)
+def test_maintenance_user_errors(store: dict[str, Any], args: list[str], needle: str) -> None:
+    assert_user_error(run(*args, "--db", str(store["path"])), needle)
+
+
+def test_maintenance_on_a_missing_file_creates_nothing(tmp_path: Path) -> None:
+    for command in ("prune", "vacuum", "checkpoint", "check", "stats"):
+        assert_user_error(run(command, "--db", str(tmp_path / "missing.db")))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_vacuum_and_checkpoint(store: dict[str, Any]) -> None:
+    path = str(store["path"])
+    assert run("prune", "--db", path, "--keep", "1min", "--now", NOW_ARG).exit_code == 0
+    incremental = run("vacuum", "--db", path)
+    assert incremental.exit_code == 0, incremental.output
+    assert incremental.output.startswith("Incremental vacuum freed ")
+    full = run("vacuum", "--db", path, "--full")
+    assert full.exit_code == 0, full.output
+    assert full.output.startswith("Full vacuum freed ")
+    done = run("checkpoint", "--db", path, "--mode", "truncate")
+    assert done.exit_code == 0, done.output
+    assert done.output.startswith("TRUNCATE checkpoint: ")
+    assert run("checkpoint", "--db", path).output.startswith("PASSIVE checkpoint: ")
+
+
+def test_vacuum_without_incremental_support(tmp_path: Path) -> None:
+    path = tmp_path / "plain.db"
+    with qa.connect(path, clock=qa.FakeClock(T0)) as db:
+        qa.register_worker(db, "w")
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA auto_vacuum = NONE")
+        conn.execute("VACUUM")
+    assert run("vacuum", "--db", str(path)).output.startswith("Nothing done: ")
+    fallback = run("vacuum", "--db", str(path), "--full-if-needed")
+    assert fallback.output.startswith("Full vacuum freed ")
+
+
+def test_check_and_stats_are_read_only(store: dict[str, Any]) -> None:
+    path = store["path"]
+    before = _digest(path)
+    ok = run("check", "--db", str(path))
+    assert (ok.exit_code, ok.output) == (0, "ok\n")
+    table = run("stats", "--db", str(path))
+    assert table.exit_code == 0, table.output
+    lines = table.output.splitlines()
+    assert lines[0].split() == ["name", "value"]
+    assert any(line.startswith("tables.heartbeats.rows") for line in lines)
+    assert any(line.startswith("rollups.raw_history_starts_at") for line in lines)
+    data = json.loads(run("stats", "--db", str(path), "--format", "json").output)
+    assert data["heartbeats"]["oldest"] == "2023-11-14T22:13:20.000Z"
+    assert data["tables"]["tasks"]["rows"] == 6
+    assert _digest(path) == before
+
+
+def test_check_reports_problems_with_exit_1(store: dict[str, Any]) -> None:
+    with sqlite3.connect(store["path"]) as conn:
+        conn.execute("UPDATE tasks SET attempts = 5 WHERE id = ?", (store["done"],))
+    bad = run("check", "--db", str(store["path"]))
+    assert bad.exit_code == 1
+    assert bad.output == f"task {store['done']}: attempts column is 5 but 1 attempt rows exist\n"
+    skipped = run("check", "--db", str(store["path"]), "--no-invariants")
+    assert (skipped.exit_code, skipped.output) == (0, "ok\n")
+
+
+def test_subprocess_prune_then_check(store: dict[str, Any]) -> None:
+    pruned = qanalytics("prune", "--keep", "5min", "--now", NOW_ARG, db=store["path"])
+    assert pruned.returncode == 0, pruned.stderr
+    assert pruned.stdout.startswith("Rolled up ")
+    check = qanalytics("check", db=store["path"])
+    assert (check.returncode, check.stdout) == (0, "ok\n"), check.stderr

@@ -55,7 +55,7 @@ def test_empty_store(db: qa.Store) -> None:
     assert str(w["current_task_id"].dtype) == "Int64"
     assert str(w["registered_at"].dtype) == "datetime64[us, UTC]"
     h = heartbeats(db)
-    assert list(h.columns) == ["worker_id", "at", "task_id"]
+    assert list(h.columns) == ["worker_id", "at", "task_id", "resolution", "beats"]
     t = tasks(db)
     assert t["status"].dtype == "category" and t["id"].dtype == "int64"
     a = attempts(db)

@@ -52,7 +52,7 @@ def _raw_beats(db: qa.Store, now: float) -> dict[str, list[float]]:
 
 def test_empty_store_has_columns_and_dtypes(db: qa.Store) -> None:
     gaps = heartbeat_gaps(db)
-    assert list(gaps.columns) == ["worker_id", "at", "gap_s"]
+    assert list(gaps.columns) == ["worker_id", "at", "gap_s", "resolution"]
     assert str(gaps["at"].dtype) == "datetime64[us, UTC]"
     out = outages(db)
     assert list(out.columns) == [
@@ -63,6 +63,7 @@ def test_empty_store_has_columns_and_dtypes(db: qa.Store) -> None:
         "ongoing",
         "tasks_in_flight",
         "ended_by",
+        "resolution",
     ]
     assert out["ongoing"].dtype == bool
     assert out["ended_by"].dtype == "category"
