@@ -23,9 +23,15 @@ JOIN_TIMEOUT_S = 60
 
 
 def _context() -> Any:
-    # fork starts in milliseconds; spawn (other platforms) imports everything afresh.
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    # Not a plain fork: a child forked from this test process would inherit SQLite's
+    # per-process lock bookkeeping for files earlier tests left open, and a reused inode
+    # number can make it share locks with the wrong file. A fork server starts from a
+    # clean interpreter (with qanalytics preloaded, so children start quickly).
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["qanalytics"])
+        return ctx
+    return multiprocessing.get_context("spawn")
 
 
 def _worker(path: str, index: int, barrier: Any, results: Any) -> None:

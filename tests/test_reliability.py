@@ -48,6 +48,18 @@ JOIN_TIMEOUT_S = 60.0
 
 
 def _context() -> Any:
+    # Not a plain fork: a child forked from this test process would inherit SQLite's
+    # per-process lock bookkeeping for files earlier tests left open, and a reused inode
+    # number can make it share locks with the wrong file. A fork server starts from a
+    # clean interpreter (with qanalytics preloaded, so children start quickly).
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["qanalytics"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def _fork_context() -> Any:
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
@@ -299,7 +311,7 @@ def _drain(fd: int) -> list[str]:
 def test_sigkill_never_loses_an_acknowledged_write(tmp_path: Path) -> None:
     path = tmp_path / "crash.db"
     qa.connect(path).close()
-    ctx = _context()
+    ctx = _fork_context()  # the child writes acknowledgements to an inherited pipe
     rng = random.Random(7)
     acked: list[str] = []
     for round_ in range(CRASH_KILLS):
@@ -617,7 +629,7 @@ def test_bad_input_read_only_folder() -> None:
         if os.geteuid() != 0:
             outcome = _connect_in_readonly_folder(folder)
         else:
-            ctx = _context()
+            ctx = _fork_context()
             if ctx.get_start_method() != "fork":
                 pytest.skip("running as root and cannot fork to drop privileges")
             results = ctx.Queue()
