@@ -712,10 +712,12 @@ def uptime(
     unless the gap is an outage; a life's last beat covers up to its removal or `now`
     unless that silence is an outage). Buckets are aligned to multiples of `freq` since
     the epoch. The fraction's denominator is the part of the bucket inside the window
-    (``since`` to ``until``), so a partial current bucket is not under-counted. A worker
-    has a row for every bucket from the one holding its first beat in the window (or
-    ``since``) through the window's end, or through its removal if it is removed as of
-    `now`.
+    (``since`` to ``until``) during which the worker was registered (from its first beat
+    to its removal), so a partial current bucket, a worker added mid-bucket and a worker
+    removed on purpose are not shown as partly dead; a crashed worker's silence counts.
+    A worker has a row for every bucket from the one holding its first beat in the window
+    (or ``since``) through the window's end, or through its removal if it is removed as of
+    `now` (not the bucket that starts at the removal).
 
     Parameters
     ----------
@@ -765,11 +767,19 @@ def uptime(
     b1 = np.floor(span_hi / width)
     valid = span_hi >= span_lo
     workers_k, b0, b1 = workers_k[valid], b0[valid], b1[valid]
+    span_lo, span_hi = span_lo[valid], span_hi[valid]
     counts = (b1 - b0 + 1).astype("int64")
     row_key = np.repeat(workers_k, counts)
     offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
     row_bucket = (np.repeat(b0, counts) + offsets) * width
-    rows = pd.DataFrame({"key": row_key, "bucket": row_bucket})
+    rows = pd.DataFrame(
+        {
+            "key": row_key,
+            "bucket": row_bucket,
+            "life_lo": np.repeat(span_lo, counts),
+            "life_hi": np.repeat(span_hi, counts),
+        }
+    )
     # Clip the alive intervals to the window, then split them at bucket edges.
     s = np.maximum(start, window_lo)
     e = np.minimum(end, hi)
@@ -789,7 +799,11 @@ def uptime(
         .sum()
     )
     rows = rows.join(covered, on=["key", "bucket"])
-    observed = np.minimum(rows["bucket"] + width, hi) - np.maximum(rows["bucket"], window_lo)
+    # The denominator is the part of the bucket the worker was registered for, inside the
+    # window: a worker added or removed mid-bucket is not shown as partly dead.
+    observed = np.minimum(rows["bucket"] + width, rows["life_hi"]) - np.maximum(
+        rows["bucket"], rows["life_lo"]
+    )
     alive = rows["alive"].fillna(0.0).to_numpy(dtype="float64")
     with np.errstate(invalid="ignore", divide="ignore"):
         fraction = np.where(observed > 0, alive / observed, 0.0)

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 import qanalytics as qa
+from qanalytics.frames import heartbeats, workers
 from qanalytics.liveness import alive_intervals, heartbeat_gaps, outages, uptime
 
 T0 = 1_700_000_000.0  # the fake clock fixture starts here
@@ -181,6 +182,9 @@ def test_uptime_matches_interval_overlap(db: qa.Store, clock: qa.FakeClock) -> N
     spans = alive_intervals(db)
     up = uptime(db, freq="1min", since=T0, until=clock())
     assert up["alive_fraction"].between(0, 1).all()
+    beats = heartbeats(db)
+    first = beats.groupby("worker_id", observed=True)["at"].min()
+    fleet = workers(db, include_removed=True).set_index("worker_id")
     for row in up.itertuples():
         lo = row.bucket.timestamp()
         hi = lo + 60
@@ -188,7 +192,11 @@ def test_uptime_matches_interval_overlap(db: qa.Store, clock: qa.FakeClock) -> N
         covered = sum(
             max(0.0, min(e, hi) - max(s, lo)) for s, e in zip(w["start"], w["end"], strict=True)
         )
-        observed = min(hi, clock()) - max(lo, T0)
+        # The denominator is the registered part of the bucket: first beat to removal.
+        life_lo = first[row.worker_id].timestamp()
+        removed = fleet.loc[row.worker_id, "removed_at"]
+        life_hi = removed.timestamp() if fleet.loc[row.worker_id, "state"] == "removed" else clock()
+        observed = min(hi, clock(), life_hi) - max(lo, T0, life_lo)
         assert row.alive_fraction == pytest.approx(covered / observed)
     # c was registered mid-window: no rows before its first beat's bucket.
     c = up[up["worker_id"] == "c"]
