@@ -95,8 +95,6 @@ def _target_path(target: str | os.PathLike[str]) -> str:
     if target == "":
         raise ValueError("target must not be empty; use ':memory:' for an in-memory store")
     lowered = target.lower()
-    if lowered.startswith(("postgresql://", "postgres://")):
-        raise StoreError("PostgreSQL stores are not supported yet; use a SQLite file path")
     if lowered.startswith("sqlite:///"):
         return urllib.parse.unquote(target[len("sqlite:///") :]) or ":memory:"
     if lowered.startswith("sqlite://"):
@@ -121,6 +119,11 @@ class Store:
     conn : sqlite3.Connection
         The underlying connection (autocommit; use :meth:`transaction` to write).
     """
+
+    #: The SQL dialect: ``"sqlite"``, or ``"postgresql"`` for a PostgreSQL store.
+    dialect = "sqlite"
+    #: Appended to the claim's SELECT; SQLite's BEGIN IMMEDIATE already excludes claimers.
+    claim_lock = ""
 
     def __init__(
         self, path: str, conn: sqlite3.Connection, *, readonly: bool, clock: Clock
@@ -616,7 +619,9 @@ def connect(
     Parameters
     ----------
     target : str or os.PathLike, default ":memory:"
-        A file path, a :class:`pathlib.Path`, a ``sqlite:///path`` URL, or ``":memory:"``.
+        A file path, a :class:`pathlib.Path`, a ``sqlite:///path`` URL, ``":memory:"``,
+        or a ``postgresql://user@host:port/db`` URL for a PostgreSQL store (needs the
+        ``postgres`` extra: ``pip install 'qanalytics[postgres]'``).
     readonly : bool, default False
         Open the file read-only (SQLite ``mode=ro``): never create it, never migrate
         it, and raise :class:`ReadOnlyError` on any write.
@@ -656,6 +661,10 @@ def connect(
         )
     if not isinstance(readonly, bool):
         raise TypeError(f"readonly must be a bool, not {type(readonly).__name__}")
+    if isinstance(target, str) and target.lower().startswith(("postgresql://", "postgres://")):
+        from .pgstore import connect_postgres
+
+        return _set_clock(connect_postgres(target, readonly=readonly, clock=system_clock), clock)
     path = _target_path(target)
     memory = path == ":memory:"
     if not memory and os.path.isdir(path):
@@ -693,8 +702,11 @@ def connect(
     except BaseException:
         conn.close()
         raise
-    store = Store(path, conn, readonly=readonly, clock=system_clock)
-    if latest:
+    return _set_clock(Store(path, conn, readonly=readonly, clock=system_clock), clock)
+
+
+def _set_clock(store: Store, clock: Clock | Literal["latest"] | None) -> Store:
+    if isinstance(clock, str) and clock == "latest":
         frozen = store.latest_event_at()
         store.clock = (lambda: frozen) if frozen is not None else system_clock
     elif clock is not None:
