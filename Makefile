@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint lab report clean
+.PHONY: test test-pg lint lab report clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python -m pytest
+
+# The same suite with the PostgreSQL variants too, on a throwaway local cluster.
+test-pg: $(STAMP)
+	.ci/postgres.sh $(MAKE) test
 
 lint: $(STAMP)
 	$(BIN)/ruff check qanalytics tests benchmarks

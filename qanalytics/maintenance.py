@@ -247,11 +247,12 @@ def _rollup_batch(db: Store, cutoff: float, batch: int) -> tuple[int, int]:
             " (worker_key, minute, beats, first_at, last_at, last_task_id)"
             " VALUES (?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (worker_key, minute) DO UPDATE SET"
-            "  beats = beats + excluded.beats,"
-            "  first_at = min(first_at, excluded.first_at),"
-            "  last_task_id = CASE WHEN excluded.last_at >= last_at"
-            "   THEN excluded.last_task_id ELSE last_task_id END,"
-            "  last_at = max(last_at, excluded.last_at)",
+            # Existing columns are qualified: PostgreSQL finds them ambiguous otherwise.
+            "  beats = heartbeat_rollups.beats + excluded.beats,"
+            "  first_at = min(heartbeat_rollups.first_at, excluded.first_at),"
+            "  last_task_id = CASE WHEN excluded.last_at >= heartbeat_rollups.last_at"
+            "   THEN excluded.last_task_id ELSE heartbeat_rollups.last_task_id END,"
+            "  last_at = max(heartbeat_rollups.last_at, excluded.last_at)",
             [(key, minute, *values) for (key, minute), values in buckets.items()],
         )
         _last_rowid, _key, last_at, _task = rows[-1]
@@ -288,7 +289,7 @@ def _set_horizon(db: Store, key: str, value: float) -> None:
     with db.transaction(f"record {key}") as conn:
         conn.execute(
             "INSERT INTO meta (key, value) VALUES (?, ?)"
-            " ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+            " ON CONFLICT (key) DO UPDATE SET value = max(meta.value, excluded.value)",
             (key, value),
         )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import threading
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -120,13 +121,37 @@ def _target_path(target: str | os.PathLike[str]) -> str:
     if target == "":
         raise ValueError("target must not be empty; use ':memory:' for an in-memory store")
     lowered = target.lower()
-    if lowered.startswith(("postgresql://", "postgres://")):
-        raise StoreError("PostgreSQL stores are not supported yet; use a SQLite file path")
     if lowered.startswith("sqlite:///"):
         return urllib.parse.unquote(target[len("sqlite:///") :]) or ":memory:"
     if lowered.startswith("sqlite://"):
         return ":memory:"
     return target
+
+
+# The ADBC reader links its own copy of SQLite. POSIX advisory locks belong to a process,
+# not to a file descriptor, so when one copy closes a descriptor on a database file it
+# drops every lock this process holds on it, including those of the other copy's open
+# connections; another process may then think nobody else has the file open and delete
+# or reset its WAL under them (https://www.sqlite.org/howtocorrupt.html, section 2).
+# So a reader is closed only once no Store of this process has the file open any more,
+# and the file itself is never opened with plain file I/O while a Store might hold it.
+_files_lock = threading.Lock()
+_open_files: dict[tuple[int, int], int] = {}
+_deferred_readers: dict[tuple[int, int], list[Any]] = {}
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)  # stat opens no descriptor, so it cannot drop locks
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino)
+
+
+def _in_use(path: str) -> bool:
+    fid = _file_id(path)
+    with _files_lock:
+        return fid is not None and _open_files.get(fid, 0) > 0
 
 
 class Store:
@@ -155,6 +180,11 @@ class Store:
         :class:`UnsupportedError` (:meth:`require`).
     """
 
+    #: The SQL dialect: ``"sqlite"``, or ``"postgresql"`` for a PostgreSQL store.
+    dialect = "sqlite"
+    #: Appended to the claim's SELECT; SQLite's BEGIN IMMEDIATE already excludes claimers.
+    claim_lock = ""
+
     def __init__(
         self,
         path: str,
@@ -173,6 +203,10 @@ class Store:
         self.capabilities = capabilities
         self._adbc: Any = None
         self._closed = False
+        self._fid = None if path == ":memory:" or "://" in path else _file_id(path)
+        if self._fid is not None:
+            with _files_lock:
+                _open_files[self._fid] = _open_files.get(self._fid, 0) + 1
 
     # -- life cycle ---------------------------------------------------------------------
     def __enter__(self) -> Store:
@@ -223,10 +257,23 @@ class Store:
         if self._closed:
             return
         self._closed = True
-        if self._adbc is not None:
+        readers = [self._adbc] if self._adbc else []
+        self._adbc = None
+        if self._fid is not None:
+            with _files_lock:
+                left = _open_files.get(self._fid, 1) - 1
+                if left > 0:
+                    # Another Store here still has the file open: closing the reader now
+                    # would drop that Store's locks. Close it with the last one.
+                    _open_files[self._fid] = left
+                    _deferred_readers.setdefault(self._fid, []).extend(readers)
+                    readers = []
+                else:
+                    _open_files.pop(self._fid, None)
+                    readers += _deferred_readers.pop(self._fid, [])
+        for reader in readers:
             with contextlib.suppress(Exception):  # best effort on a side reader
-                self._adbc.close()
-            self._adbc = None
+                reader.close()
         self.conn.close()
 
     @property
@@ -706,7 +753,9 @@ def connect(
     Parameters
     ----------
     target : str or os.PathLike, default ":memory:"
-        A file path, a :class:`pathlib.Path`, a ``sqlite:///path`` URL, or ``":memory:"``.
+        A file path, a :class:`pathlib.Path`, a ``sqlite:///path`` URL, ``":memory:"``,
+        or a ``postgresql://user@host:port/db`` URL for a PostgreSQL store (needs the
+        ``postgres`` extra: ``pip install 'qanalytics[postgres]'``).
     readonly : bool, default False
         Open the file read-only (SQLite ``mode=ro``): never create it, never migrate
         it, and raise :class:`ReadOnlyError` on any write.
@@ -756,6 +805,11 @@ def connect(
         )
     if not isinstance(readonly, bool):
         raise TypeError(f"readonly must be a bool, not {type(readonly).__name__}")
+    if isinstance(target, str) and target.lower().startswith(("postgresql://", "postgres://")):
+        from .pgstore import connect_postgres
+
+        pg = connect_postgres(target, readonly=readonly, clock=system_clock)
+        return _set_clock(pg, clock, isinstance(clock, str) and clock == "latest")
     if layout not in ("auto", *LAYOUTS):
         raise ValueError(f"layout={layout!r} must be 'auto', 'native' or 'classic'")
     if layout == "classic" and not readonly:
@@ -825,13 +879,16 @@ def _set_clock(store: Store, clock: Any, latest: bool) -> Store:
 
 def _quiet_wal(path: str) -> bool:
     """Whether `path` is a WAL-mode file that no connection has open (no ``-wal`` beside it)."""
+    # Reading the header opens and closes a descriptor, which would drop this process's
+    # locks on the file: only do it when nothing here can hold any (see _open_files).
+    if os.path.exists(path + "-wal") or os.path.exists(path + "-shm") or _in_use(path):
+        return False
     try:
         with open(path, "rb") as handle:
             header = handle.read(20)
     except OSError:
         return False
-    wal_mode = len(header) == 20 and header[:16] == b"SQLite format 3\x00" and header[18] == 2
-    return wal_mode and not os.path.exists(path + "-wal") and not os.path.exists(path + "-shm")
+    return len(header) == 20 and header[:16] == b"SQLite format 3\x00" and header[18] == 2
 
 
 def _open_readonly(path: str, layout: str) -> sqlite3.Connection:

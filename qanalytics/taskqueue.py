@@ -299,7 +299,7 @@ def claim(db: Store, worker_id: str, *, types: Any = None, lease: Any = "60s") -
         if types is not None:
             sql += " AND type IN (" + ", ".join("?" * len(types)) + ")"
             params.extend(types)
-        sql += " ORDER BY priority, created_at, id LIMIT 1"
+        sql += " ORDER BY priority, created_at, id LIMIT 1" + db.claim_lock
         row = conn.execute(sql, params).fetchone()
         if row is None:
             return None

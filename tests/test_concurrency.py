@@ -1,4 +1,4 @@
-"""Many worker processes against one store file: nothing lost, nothing claimed twice."""
+"""Many worker processes against one store: nothing lost, nothing claimed twice."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import multiprocessing
 import random
 import traceback
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -83,7 +82,7 @@ def _worker(path: str, index: int, barrier: Any, results: Any) -> None:
     results.put(out)
 
 
-def _run(path: Path, processes: int) -> list[dict[str, Any]]:
+def _run(path: str, processes: int) -> list[dict[str, Any]]:
     ctx = _context()
     barrier = ctx.Barrier(processes)
     results = ctx.Queue()
@@ -100,8 +99,9 @@ def _run(path: Path, processes: int) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("precreate", [True, False], ids=["existing-store", "fresh-file"])
-def test_many_processes_one_store(tmp_path: Path, precreate: bool) -> None:
-    path = tmp_path / "queue.db"
+def test_many_processes_one_store(store_target: str, precreate: bool) -> None:
+    # A file on SQLite; on PostgreSQL, a fresh schema that the processes share.
+    path = store_target
     if precreate:
         with qa.connect(path, clock=qa.FakeClock(T0 - 10)) as db:
             for i in range(TASKS):

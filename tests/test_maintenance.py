@@ -233,6 +233,7 @@ def test_file_store_reads_rollups_through_the_fast_path(
 
 
 # -- checkpoint, vacuum, integrity, stats -------------------------------------------------
+@pytest.mark.sqlite_only
 def test_checkpoint(file_db: qa.Store, clock: qa.FakeClock) -> None:
     qa.register_worker(file_db, "w1")
     result = mt.checkpoint(file_db, "truncate")
@@ -254,6 +255,7 @@ def _without_auto_vacuum(db: qa.Store) -> None:
     assert db.query("PRAGMA auto_vacuum")[0][0] == 0
 
 
+@pytest.mark.sqlite_only
 def test_new_stores_vacuum_incrementally(file_db: qa.Store, clock: qa.FakeClock) -> None:
     assert file_db.query("PRAGMA auto_vacuum")[0][0] == 2
     qa.register_worker(file_db, "w1")
@@ -267,6 +269,7 @@ def test_new_stores_vacuum_incrementally(file_db: qa.Store, clock: qa.FakeClock)
     assert inc.pages_after < inc.pages_before
 
 
+@pytest.mark.sqlite_only
 def test_vacuum_full_then_incremental(file_db: qa.Store, clock: qa.FakeClock) -> None:
     _without_auto_vacuum(file_db)
     qa.register_worker(file_db, "w1")
@@ -292,6 +295,7 @@ def test_vacuum_full_then_incremental(file_db: qa.Store, clock: qa.FakeClock) ->
     assert mt.integrity_check(file_db) == []
 
 
+@pytest.mark.sqlite_only
 def test_vacuum_fallback(file_db: qa.Store) -> None:
     _without_auto_vacuum(file_db)
     assert mt.vacuum(file_db, full_if_needed=True).mode == "full"
@@ -299,6 +303,7 @@ def test_vacuum_fallback(file_db: qa.Store) -> None:
         mt.vacuum(file_db, incremental="yes")  # type: ignore[arg-type]
 
 
+@pytest.mark.sqlite_only
 def test_integrity_check_reports_broken_invariants(db: qa.Store, clock: qa.FakeClock) -> None:
     qa.register_worker(db, "w1")
     task = qa.enqueue(db, "x")
@@ -334,6 +339,7 @@ def test_integrity_check_on_a_corrupt_file(tmp_path: Path, clock: qa.FakeClock) 
     assert problems
 
 
+@pytest.mark.sqlite_only
 def test_stats(file_db: qa.Store, clock: qa.FakeClock) -> None:
     qa.register_worker(file_db, "w1")
     _beats(file_db, clock, "w1", 100, 10.0)
@@ -353,6 +359,7 @@ def test_stats(file_db: qa.Store, clock: qa.FakeClock) -> None:
         assert mt.stats(ro)["tables"]["heartbeats"]["rows"] == hb["rows"]
 
 
+@pytest.mark.sqlite_only
 def test_stats_in_memory(db: qa.Store) -> None:
     s = mt.stats(db)
     assert s["file_bytes"] is None and s["heartbeats"]["oldest"] is None
