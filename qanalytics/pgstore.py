@@ -296,6 +296,8 @@ class PgStore(Store):
     dialect = "postgresql"
     #: Appended to the claim's SELECT: claimers skip rows another claimer holds.
     claim_lock = " FOR UPDATE SKIP LOCKED"
+    #: PostgreSQL's planner picks the partial claim index by itself.
+    claim_index = ""
 
     def __init__(self, url: str, conn: PgConnection, *, readonly: bool, clock: Clock) -> None:
         super().__init__(redact(url), conn, readonly=readonly, clock=clock)  # type: ignore[arg-type]

@@ -184,6 +184,9 @@ class Store:
     dialect = "sqlite"
     #: Appended to the claim's SELECT; SQLite's BEGIN IMMEDIATE already excludes claimers.
     claim_lock = ""
+    #: Names the claim's index: without statistics SQLite's planner picks the (status,
+    #: type) index and sorts every queued task on each claim (36 claims/s at 200k queued).
+    claim_index = " INDEXED BY tasks_claim"
 
     def __init__(
         self,

@@ -294,7 +294,9 @@ def claim(db: Store, worker_id: str, *, types: Any = None, lease: Any = "60s") -
         if worker is None:
             raise WorkerNotFound(f"worker {worker_id!r} is not registered (or was removed)")
         key = worker[0]
-        sql = "SELECT id FROM tasks WHERE status = 'queued' AND run_after <= ?"
+        sql = (
+            "SELECT id FROM tasks" + db.claim_index + " WHERE status = 'queued' AND run_after <= ?"
+        )
         params: list[Any] = [now]
         if types is not None:
             sql += " AND type IN (" + ", ".join("?" * len(types)) + ")"

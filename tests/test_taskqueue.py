@@ -571,3 +571,21 @@ def test_find_orphans_lists_what_requeue_takes_without_writing(
     assert qa.get_task(db, held).status == "failed"
     assert qa.get_task(db, kept).status == "processing"
     assert qa.find_orphans(db) == []
+
+
+def test_claim_uses_the_claim_index_without_sorting(db: qa.Store) -> None:
+    if db.dialect != "sqlite":
+        pytest.skip("SQLite query plan")
+    for _ in range(50):
+        qa.enqueue(db, "t")
+    qa.register_worker(db, "w")
+    seen: list[str] = []
+    db.conn.set_trace_callback(seen.append)
+    try:
+        assert qa.claim(db, "w", types=["t", "u"]) is not None
+    finally:
+        db.conn.set_trace_callback(None)
+    select = next(s for s in seen if s.startswith("SELECT id FROM tasks"))
+    plan = " ".join(str(row) for row in db.conn.execute("EXPLAIN QUERY PLAN " + select))
+    # A sort here would read every queued task on every claim.
+    assert "tasks_claim" in plan and "TEMP B-TREE" not in plan
