@@ -17,6 +17,7 @@ import math
 import os
 import sys
 import tempfile
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -89,6 +90,18 @@ body.jp-Notebook .jp-RenderedHTMLCommon th { padding: 3px 10px; text-align: left
 
 
 # -- writing the report ---------------------------------------------------------------------
+
+
+def _target_of(store: Store) -> str:
+    # A server URL is passed on as it is; a file becomes absolute, since the template
+    # notebook runs in a temporary folder.
+    return store.path if "://" in store.path else str(Path(store.path).resolve())
+
+
+def _display_name(target: str) -> str:
+    if "://" in target:  # the database name, never the credentials
+        return urllib.parse.urlsplit(target).path.rsplit("/", 1)[-1] or "database"
+    return Path(target).name
 
 
 def write_report(
@@ -169,18 +182,18 @@ def write_report(
                 "process); write it to a file first"
             )
         window = report_window(db, since=since, now=now)
-        db_path = str(Path(db.path).resolve())
+        db_path = _target_of(db)
     elif isinstance(db, (str, os.PathLike)):
         with connect(db, readonly=True) as store:
             window = report_window(store, since=since, now=now)
-            db_path = str(Path(store.path).resolve())
+            db_path = _target_of(store)
     else:
         raise TypeError(f"db must be a Store or a path, not {type(db).__name__}")
     parameters = {
         "db_path": db_path,
         "since": window.since,
         "now": window.now,
-        "title": title or f"Task queue report: {Path(db_path).name}",
+        "title": title or f"Task queue report: {_display_name(db_path)}",
     }
     if progress and window.empty:
         print(f"Note: {window.notice()}", file=sys.stderr)

@@ -550,7 +550,7 @@ class Store:
                 " SELECT max(last_heartbeat_at) AS x FROM workers UNION ALL"
                 " SELECT max(created_at) FROM tasks UNION ALL"
                 " SELECT max(started_at) FROM tasks UNION ALL"
-                " SELECT max(finished_at) FROM tasks)",
+                " SELECT max(finished_at) FROM tasks) AS events",
                 action="find the latest recorded event",
             )[0]
             return None if row[0] is None else float(row[0])
@@ -560,7 +560,7 @@ class Store:
             " SELECT max(at) FROM worker_events UNION ALL"
             " SELECT max(created_at) FROM tasks UNION ALL"
             " SELECT max(claimed_at) FROM attempts UNION ALL"
-            " SELECT max(finished_at) FROM attempts)",
+            " SELECT max(finished_at) FROM attempts) AS events",
             action="find the latest recorded event",
         )[0]
         return None if row[0] is None else float(row[0])

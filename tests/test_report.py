@@ -354,3 +354,19 @@ def test_cli_report_errors(
     assert message in lines[0]
     assert "Traceback" not in result.output
     assert not (tmp_path / "r.html").exists()
+
+
+def test_report_and_cli_on_every_backend(
+    store_target: str, tmp_path: Path, clock: qa.FakeClock
+) -> None:
+    # A server URL must reach the template notebook as it is (never as a file path), and
+    # the title must not carry credentials.
+    with qa.connect(store_target, clock=clock) as db:
+        qa.simulate(db, workers=4, duration="2h", progress=False)
+    out = tmp_path / "r.html"
+    rpt.write_report(store_target, out, now="latest", progress=False)
+    text = out.read_text(encoding="utf-8")
+    assert "data:image/png;base64" in text and "Traceback" not in text
+    assert "postgres@" not in text
+    result = CliRunner().invoke(main, ["stale", "--db", store_target, "--now", "latest"])
+    assert result.exit_code == 1 and "worker-" in result.output

@@ -655,3 +655,13 @@ def test_arrow_reader_closes_with_the_last_store_on_the_file(db_path: Path) -> N
     qa.heartbeat(b, "w1")
     b.close()
     assert fid not in store_module._deferred_readers and fid not in store_module._open_files
+
+
+def test_latest_event_on_every_backend(db: qa.Store, clock: qa.FakeClock) -> None:
+    assert db.latest_event_at() is None
+    qa.register_worker(db, "w1")
+    clock.advance(30)
+    qa.heartbeat(db, "w1")
+    clock.advance(5)
+    assert db.latest_event_at() == pytest.approx(clock() - 5)
+    assert db.resolve_now("latest") == pytest.approx(clock() - 5)
