@@ -23,7 +23,7 @@ from .errors import (
     UnsupportedError,
     WorkerNotFound,
 )
-from .frames import attempts, heartbeats, tasks, workers
+from .frames import attempts, heartbeats, tasks, worker_events, workers
 from .liveness import alive_intervals, heartbeat_gaps, outages, uptime
 from .metrics import (
     depth_timeline,
@@ -126,6 +126,7 @@ __all__ = [
     "throughput",
     "uptime",
     "utilization",
+    "worker_events",
     "workers",
     "write_report",
 ]

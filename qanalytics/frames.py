@@ -37,7 +37,7 @@ from .registry import check_worker_id
 from .schema import TASK_STATUSES
 from .store import Store
 
-__all__ = ["attempts", "heartbeats", "tasks", "workers"]
+__all__ = ["attempts", "heartbeats", "tasks", "worker_events", "workers"]
 
 _NONE = np.array(None, dtype=object)
 
@@ -560,4 +560,87 @@ def attempts(
             "run_s": finished - claimed,
             "error": pd.Series(error, dtype=object),
         }
+    )
+
+
+#: The kinds of registry event, in the order a worker's life meets them.
+EVENT_DTYPE = pd.CategoricalDtype(["registered", "updated", "removed"])
+
+
+def worker_events(
+    db: Store,
+    *,
+    workers: Any = None,
+    since: Any = None,
+    until: Any = None,
+    now: Any = None,
+) -> pd.DataFrame:
+    """The registry's history: one row per registration, update or removal.
+
+    A worker that is registered again after a removal has a second ``registered`` row:
+    that is how a revival shows.
+
+    Parameters
+    ----------
+    db : Store
+    workers : str, iterable of str or None
+        Only these workers.
+    since, until : time-like, duration or None
+        Events in this window (absolute times, or durations back from `now`).
+    now : time-like or None
+        Answer as of this moment (defaults to the store clock); later events are ignored.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``worker_id`` (category), ``at`` (UTC), ``event`` (category: registered /
+        updated / removed), ``capabilities`` (dict, or None for a removal), in time order.
+
+    Raises
+    ------
+    UnsupportedError
+        If the store keeps no registry history (a classic-layout database).
+    """
+    db.require("worker_events", "worker_events()")
+    names = check_workers(workers)
+    lo, hi, at = resolve_window(db, since, until, now)
+    wk = worker_keys(db, at)
+    dtypes = {
+        "worker_id": wk.dtype,
+        "at": UTC_DTYPE,
+        "event": EVENT_DTYPE,
+        "capabilities": object,
+    }
+    where = ["at <= ?"]
+    params: list[Any] = [hi]
+    if lo is not None:
+        where.append("at >= ?")
+        params.append(lo)
+    if names is not None:
+        keys = wk.keys_for(names)
+        if not keys:
+            return empty_frame(dtypes)
+        clause, values = in_list_sql("worker_key", keys)
+        where.append(clause)
+        params.extend(values)
+    rows = db.query(
+        "SELECT worker_key, at, event, capabilities FROM worker_events WHERE "
+        + " AND ".join(where)
+        + " ORDER BY at, id",
+        params,
+        action="read worker events",
+    )
+    if not rows:
+        return empty_frame(dtypes)
+    keys_arr = np.array([r[0] for r in rows], dtype="int64")
+    return pd.DataFrame(
+        {
+            "worker_id": wk.categorical(keys_arr),
+            "at": as_utc(np.array([r[1] for r in rows], dtype="float64")),
+            "event": pd.Categorical([r[2] for r in rows], dtype=EVENT_DTYPE),
+            "capabilities": pd.Series(
+                [None if r[3] is None else _decode(r[3]) for r in rows], dtype=object
+            ),
+        },
+        columns=list(dtypes),
     )

@@ -179,3 +179,37 @@ def test_states_partition_registered_workers(beats: list[tuple[int, int]], at: i
 
 
 STATES = ("active", "late", "stale")
+
+
+def test_worker_events_tell_the_registry_history(db: qa.Store, clock: qa.FakeClock) -> None:
+    empty = qa.worker_events(db)
+    assert list(empty.columns) == ["worker_id", "at", "event", "capabilities"]
+    assert str(empty["at"].dtype) == "datetime64[us, UTC]"
+    start = clock()
+    qa.register_worker(db, "w1", {"gpu": True})
+    clock.advance(10)
+    qa.register_worker(db, "w1", {"gpu": False})  # an update while registered
+    qa.register_worker(db, "w2")
+    clock.advance(10)
+    qa.remove_worker(db, "w1")
+    clock.advance(10)
+    qa.register_worker(db, "w1", {"gpu": True})  # revived
+    frame = qa.worker_events(db)
+    got = [
+        (str(w), e, round(t.timestamp() - start), c)
+        for w, t, e, c in frame[["worker_id", "at", "event", "capabilities"]].itertuples(
+            index=False
+        )
+    ]
+    assert got == [
+        ("w1", "registered", 0, {"gpu": True}),
+        ("w1", "updated", 10, {"gpu": False}),
+        ("w2", "registered", 10, {}),
+        ("w1", "removed", 20, None),
+        ("w1", "registered", 30, {"gpu": True}),
+    ]
+    # As of an earlier moment, later events do not exist; the filters narrow the rows.
+    assert len(qa.worker_events(db, now=start + 15)) == 3
+    assert qa.worker_events(db, workers="w2")["event"].tolist() == ["registered"]
+    assert len(qa.worker_events(db, since=start + 15)) == 2
+    assert qa.worker_events(db, workers="nobody").empty
