@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+import pandas as pd
+
 from ._time import parse_duration, to_datetime
 from .errors import WorkerNotFound
 from .store import Store, store_error
@@ -427,14 +429,18 @@ def active_workers(db: Store, within: Any = 60, *, now: Any = None) -> list[Work
     within : float or str, default 60
         Seconds or a duration string.
     now : time-like, optional
-        The moment to judge at; defaults to the store clock.
+        The moment to judge at; defaults to the store clock. A past moment is answered
+        from the heartbeat history, as the registry stood then.
 
     Returns
     -------
     list of Worker
         Most recent heartbeat first; removed workers are never active.
     """
-    limit = _now(db, now) - _threshold(within, "within")
+    within_s = _threshold(within, "within")
+    if now is not None:
+        return _as_of(db, now, active_within=within_s, stale_after=within_s, state="active")
+    limit = _now(db, now) - within_s
     rows = db.query(
         f"SELECT {_WORKER_COLUMNS} FROM workers WHERE removed_at IS NULL"
         " AND last_heartbeat_at >= ? ORDER BY last_heartbeat_at DESC, worker_id",
@@ -460,7 +466,10 @@ def stale_workers(db: Store, after: Any = 300, *, now: Any = None) -> list[Worke
     list of Worker
         Oldest heartbeat first; removed workers are not listed.
     """
-    limit = _now(db, now) - _threshold(after, "after")
+    after_s = _threshold(after, "after")
+    if now is not None:
+        return _as_of(db, now, active_within=0.0, stale_after=after_s, state="stale")
+    limit = _now(db, now) - after_s
     rows = db.query(
         f"SELECT {_WORKER_COLUMNS} FROM workers WHERE removed_at IS NULL"
         " AND (last_heartbeat_at IS NULL OR last_heartbeat_at < ?)"
@@ -469,6 +478,35 @@ def stale_workers(db: Store, after: Any = 300, *, now: Any = None) -> list[Worke
         action="list stale workers",
     )
     return [_worker_from_row(row) for row in rows]
+
+
+def _as_of(
+    db: Store, now: Any, *, active_within: float, stale_after: float, state: str
+) -> list[Worker]:
+    # The registry row holds only the latest beat; a past moment needs the history.
+    from .frames import workers as workers_frame
+
+    frame = workers_frame(db, now=now, active_within=active_within, stale_after=stale_after)
+    chosen = frame[frame["state"] == state].sort_values(
+        ["last_heartbeat_at", "worker_id"], ascending=[state == "stale", True], kind="stable"
+    )
+
+    def when(value: Any) -> datetime | None:
+        return None if pd.isna(value) else value.to_pydatetime()
+
+    columns: list[list[Any]] = [
+        chosen[name].tolist()
+        for name in ("worker_id", "capabilities", "registered_at", "last_heartbeat_at")
+    ]
+    return [
+        Worker(
+            worker_id=str(worker_id),
+            capabilities=dict(capabilities),
+            registered_at=when(registered),
+            last_heartbeat_at=when(last),
+        )
+        for worker_id, capabilities, registered, last in zip(*columns, strict=True)
+    ]
 
 
 def classify(since_heartbeat_s: float, active_within: float, stale_after: float) -> WorkerState:

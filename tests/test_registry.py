@@ -314,3 +314,18 @@ def test_heartbeat_bad_task_id(db: qa.Store, task_id: Any, error: type[Exception
 def test_bad_now(db: qa.Store) -> None:
     with pytest.raises(ValueError, match="now="):
         qa.active_workers(db, now="not a time")
+
+
+def test_active_and_stale_as_of_a_past_moment(db: qa.Store, clock: qa.FakeClock) -> None:
+    start = clock()
+    qa.register_worker(db, "early")
+    clock.advance(400)
+    qa.register_worker(db, "late")  # did not exist at start + 100
+    qa.heartbeat(db, "early")
+    # Today both beat just now; at start + 100 only "early" existed, silent for 100 s.
+    assert sorted(w.worker_id for w in qa.active_workers(db)) == ["early", "late"]
+    assert qa.active_workers(db, 60, now=start + 100) == []
+    stale = qa.stale_workers(db, 60, now=start + 100)
+    assert [w.worker_id for w in stale] == ["early"]
+    assert stale[0].last_heartbeat_at.timestamp() == start
+    assert [w.worker_id for w in qa.active_workers(db, 60, now=start + 30)] == ["early"]
