@@ -28,6 +28,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
@@ -1135,12 +1136,24 @@ def retry_outcomes(frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any
     right.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
     right.set_ylabel("P(eventually succeeds) (%)")
     handles, _ = ax.get_legend_handles_labels()
+    entries = len(handles) + 1
+    # One row of entries when the axes are wide enough, else rows of three, so the labels
+    # never run into each other; the title moves up to make room.
+    figure = ax.get_figure(root=True)
+    width_in = (
+        float(figure.get_size_inches()[0]) * ax.get_position().width
+        if isinstance(figure, Figure)
+        else 8.0
+    )
+    ncols = entries if width_in >= 6.5 else min(3, entries)
+    rows = -(-entries // ncols)
+    ax.set_title(title, pad=12 + 14 * rows)
     ax.legend(
         handles=[*handles, line],
         loc="lower left",
         bbox_to_anchor=(0.0, 1.01, 1.0, 0.1),
         mode="expand",
-        ncols=len(handles) + 1,
+        ncols=ncols,
         borderaxespad=0.0,
         frameon=False,
         fontsize="small",
