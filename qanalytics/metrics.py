@@ -60,6 +60,26 @@ _OUTCOME_OF_STATUS = {_COMPLETED: "completed", _FAILED: "failed", _CANCELLED: "c
 
 
 # -- arguments ----------------------------------------------------------------------------
+
+
+def _attempt_times(db: Store, until: float | None = None) -> pd.DataFrame:
+    """Every attempt's task, number, claim and finish times and outcome code."""
+    where, params = ("", ()) if until is None else (" WHERE claimed_at <= ?", (until,))
+    return db.read_frame(
+        "SELECT task_id, attempt, claimed_at, IFNULL(finished_at, -1.0),"
+        f" {_OUTCOME_CODE.format(col='outcome')} FROM attempts{where}",
+        params,
+        columns={
+            "task_id": "int64",
+            "attempt": "int64",
+            "claimed_at": "float64",
+            "finished_at": "time?",
+            "outcome": "int64",
+        },
+        action="read attempts",
+    )
+
+
 def _freq_seconds(freq: Any) -> float:
     if isinstance(freq, str):
         try:
@@ -305,18 +325,7 @@ def _states_at(db: Store, at: float) -> _States:
         return sql, [*expr.params, at], cols
 
     tasks, type_codes, types = _read_with_types(db, build, "type")
-    att = db.read_frame(
-        "SELECT task_id, attempt, claimed_at, IFNULL(finished_at, -1.0),"
-        f" {_OUTCOME_CODE.format(col='outcome')} FROM attempts",
-        columns={
-            "task_id": "int64",
-            "attempt": "int64",
-            "claimed_at": "float64",
-            "finished_at": "time?",
-            "outcome": "int64",
-        },
-        action="read attempts",
-    )
+    att = _attempt_times(db)
     ids = tasks["id"].to_numpy()
     fin = tasks["finished_at"].to_numpy()
     now_status = tasks["status"].to_numpy()
@@ -856,19 +865,7 @@ def depth_timeline(
         type_codes, types = np.zeros(len(tasks), dtype="int64"), [""]
     if tasks.empty:
         return empty_frame(columns)
-    att = db.read_frame(
-        "SELECT task_id, attempt, claimed_at, IFNULL(finished_at, -1.0),"
-        f" {_OUTCOME_CODE.format(col='outcome')} FROM attempts WHERE claimed_at <= ?",
-        (hi,),
-        columns={
-            "task_id": "int64",
-            "attempt": "int64",
-            "claimed_at": "float64",
-            "finished_at": "time?",
-            "outcome": "int64",
-        },
-        action="read attempts",
-    )
+    att = _attempt_times(db, until=hi)
     ids = tasks["id"].to_numpy()
     t_fin = tasks["finished_at"].to_numpy()
     t_status = tasks["status"].to_numpy()
