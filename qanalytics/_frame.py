@@ -22,6 +22,7 @@ __all__ = [
     "empty_frame",
     "resolve_now",
     "resolve_window",
+    "window_where",
 ]
 
 #: The dtype of every timestamp column in a frame.
@@ -142,3 +143,28 @@ def in_list_sql(column: str, values: Iterable[Any]) -> tuple[str, list[Any]]:
     """
     params = list(values)
     return f"{column} IN ({', '.join('?' * len(params))})", params
+
+
+def window_where(column: str, lo: float | None, hi: float) -> tuple[list[str], list[Any]]:
+    """``column <= hi`` (and ``column >= lo``) as WHERE terms with bound parameters.
+
+    Parameters
+    ----------
+    column : str
+        A column name chosen by the library, never by the user.
+    lo : float or None
+        The window's start, epoch seconds; None for unbounded.
+    hi : float
+        The window's end, epoch seconds.
+
+    Returns
+    -------
+    (terms, params) : tuple
+        Terms to join with ``AND`` and their parameters, in order; callers may append more.
+    """
+    terms = [f"{column} <= ?"]
+    params: list[Any] = [hi]
+    if lo is not None:
+        terms.append(f"{column} >= ?")
+        params.append(lo)
+    return terms, params

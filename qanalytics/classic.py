@@ -57,7 +57,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._frame import STATE_DTYPE, STATUS_DTYPE, as_utc, in_list_sql, resolve_now, resolve_window
+from ._frame import (
+    STATE_DTYPE,
+    STATUS_DTYPE,
+    as_utc,
+    in_list_sql,
+    resolve_now,
+    resolve_window,
+    window_where,
+)
 from ._time import parse_duration
 from .schema import APPLICATION_ID
 from .store import Store
@@ -373,11 +381,7 @@ def tasks(
         unknown (missing), since earlier claims are not recorded.
     """
     lo, hi, at = resolve_window(db, since, until, now)
-    where = ["created_at <= ?"]
-    params: list[Any] = [hi]
-    if lo is not None:
-        where.append("created_at >= ?")
-        params.append(lo)
+    where, params = window_where("created_at", lo, hi)
     if types is not None:
         clause, values = in_list_sql("type", types)
         where.append(clause)

@@ -23,6 +23,7 @@ from ._frame import (
     in_list_sql,
     resolve_now,
     resolve_window,
+    window_where,
 )
 from ._time import parse_duration
 from .liveness import (
@@ -241,11 +242,7 @@ def heartbeats(
         "beats": "Int64",
     }
     horizon_at = horizon(db)
-    where = ["at <= ?"]
-    params: list[Any] = [hi]
-    if lo is not None:
-        where.append("at >= ?")
-        params.append(lo)
+    where, params = window_where("at", lo, hi)
     keys: list[int] | None = None
     if names is not None:
         keys = wk.keys_for(names)
@@ -388,11 +385,7 @@ def tasks(
         )
     lo, hi, at = resolve_window(db, since, until, now)
     wk = worker_keys(db, at)
-    where = ["t.created_at <= ?"]
-    params: list[Any] = [hi]
-    if lo is not None:
-        where.append("t.created_at >= ?")
-        params.append(lo)
+    where, params = window_where("t.created_at", lo, hi)
     if type_list is not None:
         clause, values = in_list_sql("t.type", type_list)
         where.append(clause)
@@ -516,11 +509,7 @@ def attempts(
     names = check_workers(workers)
     lo, hi, at = resolve_window(db, since, until, now)
     wk = worker_keys(db, at)
-    where = ["a.claimed_at <= ?"]
-    params: list[Any] = [hi]
-    if lo is not None:
-        where.append("a.claimed_at >= ?")
-        params.append(lo)
+    where, params = window_where("a.claimed_at", lo, hi)
     if names is not None:
         clause, values = in_list_sql("a.worker_key", wk.keys_for(names))
         where.append(clause)
@@ -611,11 +600,7 @@ def worker_events(
         "event": EVENT_DTYPE,
         "capabilities": object,
     }
-    where = ["at <= ?"]
-    params: list[Any] = [hi]
-    if lo is not None:
-        where.append("at >= ?")
-        params.append(lo)
+    where, params = window_where("at", lo, hi)
     if names is not None:
         keys = wk.keys_for(names)
         if not keys:

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._frame import UTC_DTYPE, as_utc, empty_frame, in_list_sql, resolve_window
+from ._frame import UTC_DTYPE, as_utc, empty_frame, in_list_sql, resolve_window, window_where
 from ._time import parse_duration
 from .registry import check_worker_id
 from .store import Store
@@ -254,11 +254,7 @@ class _Beats:
 
 def _read_beats(db: Store, since: float | None, now: float, keys: list[int] | None) -> pd.DataFrame:
     cols = {"worker_key": "int64", "at": "float64", "task_id": "int64"}
-    where = ["at <= ?"]
-    params: list[Any] = [now]
-    if since is not None:
-        where.append("at >= ?")
-        params.append(since)
+    where, params = window_where("at", since, now)
     if keys is not None:
         clause, values = in_list_sql("worker_key", keys)
         where.append(clause)
