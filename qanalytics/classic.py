@@ -62,11 +62,9 @@ from ._frame import (
     STATUS_DTYPE,
     as_utc,
     in_list_sql,
-    resolve_now,
     resolve_window,
     window_where,
 )
-from ._time import parse_duration
 from .schema import APPLICATION_ID
 from .store import Store
 
@@ -258,10 +256,10 @@ def _float(values: list[Any]) -> np.ndarray:
 def workers(
     db: Store,
     *,
-    now: Any = None,
-    active_within: Any = "60s",
-    stale_after: Any = "5min",
-    include_removed: bool = False,
+    at: float,
+    active_s: float,
+    stale_s: float,
+    include_removed: bool,
 ) -> pd.DataFrame:
     """The workers of a classic queue database, as :func:`qanalytics.workers` frames them.
 
@@ -269,8 +267,12 @@ def workers(
     ----------
     db : Store
         A store with ``layout == "classic"``.
-    now, active_within, stale_after, include_removed
-        As for :func:`qanalytics.workers`.
+    at : float
+        The moment to answer at, epoch seconds.
+    active_s, stale_s : float
+        The active and stale thresholds, seconds (already checked).
+    include_removed : bool
+        As for :func:`qanalytics.workers`, which checks the arguments and calls this.
 
     Returns
     -------
@@ -281,15 +283,6 @@ def workers(
         completed or failed for good. A worker whose last heartbeat is after `now` has no
         known state then (state and last heartbeat missing).
     """
-    if not isinstance(include_removed, bool):
-        raise TypeError(f"include_removed must be a bool, not {type(include_removed).__name__}")
-    active_s = parse_duration(active_within, name="active_within")
-    stale_s = parse_duration(stale_after, name="stale_after")
-    if active_s > stale_s:
-        raise ValueError(
-            f"active_within={active_within!r} must not exceed stale_after={stale_after!r}"
-        )
-    at = resolve_now(db, now)
     registered = db.query(
         "SELECT worker_id, capabilities, last_heartbeat_at FROM workers",
         action="read workers",

@@ -112,16 +112,6 @@ def workers(
     ValueError
         If `active_within` exceeds `stale_after`.
     """
-    if db.layout == "classic":  # no history: the classic layout has its own reading
-        from .classic import workers as classic_workers
-
-        return classic_workers(
-            db,
-            now=now,
-            active_within=active_within,
-            stale_after=stale_after,
-            include_removed=include_removed,
-        )
     if not isinstance(include_removed, bool):
         raise TypeError(f"include_removed must be a bool, not {type(include_removed).__name__}")
     active_s = parse_duration(active_within, name="active_within")
@@ -131,6 +121,12 @@ def workers(
             f"active_within={active_within!r} must not exceed stale_after={stale_after!r}"
         )
     at = resolve_now(db, now)
+    if db.layout == "classic":  # no history: the classic layout has its own reading
+        from .classic import workers as classic_workers
+
+        return classic_workers(
+            db, at=at, active_s=active_s, stale_s=stale_s, include_removed=include_removed
+        )
     rows = db.query(_WORKER_SQL, (at,), action="read workers")
     done = db.query(
         "SELECT worker_key, outcome, count(*) FROM attempts WHERE finished_at <= ?"
