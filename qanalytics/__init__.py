@@ -9,9 +9,10 @@ Write side: :func:`connect` a store, :func:`register_worker`, :func:`heartbeat`,
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
-from . import capacity, maintenance
+from . import capacity, upkeep
 from ._time import FakeClock, parse_duration
 from .errors import (
     InvalidTransition,
@@ -23,9 +24,10 @@ from .errors import (
     UnsupportedError,
     WorkerNotFound,
 )
-from .frames import attempts, heartbeats, tasks, worker_events, workers
-from .liveness import alive_intervals, heartbeat_gaps, outages, uptime
-from .metrics import (
+from .monitoring import QueueMonitoring
+from .read.frames import attempts, heartbeats, tasks, worker_events, workers
+from .read.liveness import alive_intervals, heartbeat_gaps, outages, uptime
+from .read.trends import (
     depth_timeline,
     latency,
     queue_depth,
@@ -35,21 +37,11 @@ from .metrics import (
     throughput,
     utilization,
 )
-from .monitoring import QueueMonitoring
-from .registry import (
-    Worker,
-    active_workers,
-    get_worker,
-    heartbeat,
-    list_workers,
-    register_worker,
-    remove_worker,
-    stale_workers,
-)
 from .report import write_report
 from .simulation import SimulationResult, simulate
 from .store import Store, StoreNotFound, connect
-from .taskqueue import (
+from .store import schema as schema
+from .write.tasks import (
     Task,
     backoff_delay,
     cancel,
@@ -61,8 +53,35 @@ from .taskqueue import (
     get_task,
     requeue_orphans,
 )
+from .write.workers import (
+    Worker,
+    active_workers,
+    get_worker,
+    heartbeat,
+    list_workers,
+    register_worker,
+    remove_worker,
+    stale_workers,
+)
 
 __version__ = "0.1.0"
+
+#: ``qa.maintenance`` is the upkeep package under the name the API has always used.
+maintenance = upkeep
+
+# Module paths of the flat layout this package had before it was split by layer; code
+# that imports them (``from qanalytics.frames import workers``) keeps working.
+_MOVED = {
+    "frames": "read.frames",
+    "liveness": "read.liveness",
+    "maintenance": "upkeep",
+    "metrics": "read",
+    "registry": "write.workers",
+    "schema": "store.schema",
+    "taskqueue": "write.tasks",
+}
+for _old, _new in _MOVED.items():
+    sys.modules[f"{__name__}.{_old}"] = importlib.import_module(f".{_new}", __name__)
 
 
 def __getattr__(name: str) -> Any:

@@ -10,11 +10,11 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from . import registry
 from ._time import parse_duration
 from .errors import WorkerNotFound
-from .metrics import queue_metrics
-from .store import Store, connect
+from .read.trends import queue_metrics
+from .store.sqlite import Store, connect
+from .write import workers as registry
 
 __all__ = ["QueueMonitoring"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qanalytics._dialect import translate
+from qanalytics.store.dialect import translate
 
 CASES = [
     # (SQLite statement, PostgreSQL statement for psycopg)

@@ -163,7 +163,7 @@ def test_prune_read_only_and_old_schema(tmp_path: Path, clock: qa.FakeClock) -> 
     old = tmp_path / "v1.db"
     conn = sqlite3.connect(old, isolation_level=None)
     from qanalytics.schema import APPLICATION_ID, MIGRATIONS
-    from qanalytics.store import _split_sql
+    from qanalytics.store.sqlite import _split_sql
 
     for statement in _split_sql(MIGRATIONS[0]):
         conn.execute(statement)

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 import qanalytics as qa
 from qanalytics import metrics
 from qanalytics.liveness import alive_intervals
+from qanalytics.read import trends as metrics_module
 
 T0 = 1_700_000_000.0
 HOUR = 3600.0
@@ -252,12 +253,12 @@ def test_queue_metrics_now_after_last_event_uses_current_state(
 ) -> None:
     run_workload(db, clock, seed=11, steps=80)
     later = clock.now + 500
-    replayed = metrics._queue_metrics_as_of(db, later, 60.0, 300.0)
+    replayed = metrics_module._queue_metrics_as_of(db, later, 60.0, 300.0)
 
     def no_replay(*args: Any) -> None:
         raise AssertionError("replayed history although nothing happened after now")
 
-    monkeypatch.setattr(metrics, "_states_at", no_replay)
+    monkeypatch.setattr(metrics_module, "_states_at", no_replay)
     assert metrics.queue_metrics(db, now=later) == replayed
     clock.set(later)
     assert metrics.queue_metrics(db) == replayed

@@ -20,7 +20,7 @@ from matplotlib.patches import Rectangle
 
 import qanalytics as qa
 from qanalytics import plot
-from qanalytics._frame import OUTCOME_DTYPE, STATE_DTYPE, as_utc
+from qanalytics.read.common import OUTCOME_DTYPE, STATE_DTYPE, as_utc
 
 T0 = 1_700_000_000.0 - 1_700_000_000.0 % 3600  # 2023-11-14 22:00 UTC, on the hour
 H = 3600.0

@@ -41,7 +41,7 @@ import qanalytics as qa
 from qanalytics import maintenance as mt
 from qanalytics.cli import main as cli_main
 from qanalytics.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
-from qanalytics.store import _split_sql
+from qanalytics.store.sqlite import _split_sql
 
 T0 = 1_700_000_000.0
 JOIN_TIMEOUT_S = 60.0

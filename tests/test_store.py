@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import qanalytics as qa
-import qanalytics.store as store_module
+import qanalytics.store.sqlite as store_module
 from qanalytics.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
 TABLES = {"workers", "worker_events", "heartbeats", "tasks", "attempts"}

@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._frame import (
+from ..read.common import (
     STATE_DTYPE,
     STATUS_DTYPE,
     as_utc,
@@ -66,7 +66,7 @@ from ._frame import (
     window_where,
 )
 from .schema import APPLICATION_ID
-from .store import Store
+from .sqlite import Store
 
 __all__ = ["CAPABILITIES", "install_views", "is_classic", "tasks", "workers"]
 

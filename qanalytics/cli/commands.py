@@ -25,10 +25,10 @@ import click
 import numpy as np
 import pandas as pd
 
-from . import __version__
-from ._time import parse_duration
-from .errors import QAnalyticsError
-from .store import Store, connect
+from .. import __version__
+from .._time import parse_duration
+from ..errors import QAnalyticsError
+from ..store.sqlite import Store, connect
 
 __all__ = [
     "EXIT_PROBLEMS",
@@ -455,7 +455,7 @@ def workers_command(
     db_path: str | None, state: str | None, include_removed: bool, fmt: str, now: str | None
 ) -> None:
     """The fleet: one row per worker with its state, last heartbeat and current task."""
-    from .frames import workers
+    from ..read.frames import workers
 
     with _open(db_path) as db:
         frame = workers(
@@ -488,7 +488,7 @@ def stale_command(
     The output is printed either way, so cron jobs and alerting can use the exit status
     and still show what was found.
     """
-    from .frames import workers
+    from ..read.frames import workers
 
     with _open(db_path) as db:
         # Late sits between active and stale, so the active bound must not exceed the stale one.
@@ -527,7 +527,7 @@ def outages_command(
     now: str | None,
 ) -> None:
     """Silences in the heartbeat history: who went quiet, when, and what they held."""
-    from .liveness import outages
+    from ..read.liveness import outages
 
     with _open(db_path) as db:
         frame = outages(
@@ -550,7 +550,7 @@ def metrics_command(db_path: str | None, fmt: str, now: str | None) -> None:
     --format prometheus writes the Prometheus text exposition format, for a textfile
     collector or a scrape endpoint.
     """
-    from .metrics import queue_metrics
+    from ..read.trends import queue_metrics
 
     with _open(db_path) as db:
         metrics = queue_metrics(db, now=_time_arg(now))
@@ -606,7 +606,7 @@ def success_rate_command(
     now: str | None,
 ) -> None:
     """Success rate per time bucket, with Wilson confidence intervals."""
-    from .metrics import success_rate
+    from ..read.trends import success_rate
 
     group: str | list[str] | None = None if not by else (by[0] if len(by) == 1 else list(by))
     with _open(db_path) as db:
@@ -656,7 +656,7 @@ def requeue_orphans_command(
     The one command that writes. A task out of attempts ends failed instead of queued.
     With --dry-run the store is opened read-only and nothing changes.
     """
-    from .taskqueue import find_orphans, requeue_orphans
+    from ..write.tasks import find_orphans, requeue_orphans
 
     with _open(db_path, readonly=dry_run) as db:
         at = db.resolve_now(_time_arg(now))
@@ -704,7 +704,7 @@ def simulate_command(
     workers or tasks is replaced only with --overwrite, and a file that is not a queue
     store never is. Progress is shown on stderr.
     """
-    from .simulation import simulate
+    from ..simulation.engine import simulate
 
     target = path if path is not None else _require_path(db_path)
     result = simulate(
@@ -743,7 +743,7 @@ def report_command(
     exported without code; plots are embedded and nothing is fetched from the network.
     A historical file (a copy, the sample) needs --now latest, or the window ends today.
     """
-    from .report import write_report
+    from ..report.notebook import write_report
 
     path = write_report(
         _require_path(db_path),
@@ -822,7 +822,7 @@ def prune_command(
     --finished-keep, old finished tasks are deleted too, and metrics lose them.
     Running it again with the same --now changes nothing.
     """
-    from .maintenance import prune
+    from ..upkeep.retention import prune
 
     with _open(db_path, readonly=False) as db:
         result = prune(db, keep=keep, finished_keep=finished_keep, batch=batch, now=_time_arg(now))
@@ -856,7 +856,7 @@ def vacuum_command(db_path: str | None, full: bool, full_if_needed: bool) -> Non
     A full vacuum needs free disk space about the size of the store and cannot run
     while another process reads it.
     """
-    from .maintenance import vacuum
+    from ..upkeep.retention import vacuum
 
     with _open(db_path, readonly=False) as db:
         result = vacuum(db, incremental=not full, full_if_needed=full_if_needed)
@@ -881,7 +881,7 @@ def vacuum_command(db_path: str | None, full: bool, full_if_needed: bool) -> Non
 )
 def checkpoint_command(db_path: str | None, mode: str) -> None:
     """Checkpoint the write-ahead log into the database file."""
-    from .maintenance import checkpoint
+    from ..upkeep.retention import checkpoint
 
     with _open(db_path, readonly=False) as db:
         result = checkpoint(db, mode)
@@ -905,7 +905,7 @@ def check_command(ctx: click.Context, db_path: str | None, no_invariants: bool) 
 
     Prints one line per problem, or "ok"; exit status 1 when there is a problem.
     """
-    from .maintenance import integrity_check
+    from ..upkeep.retention import integrity_check
 
     with _open(db_path) as db:
         problems = integrity_check(db, invariants=not no_invariants)
@@ -922,7 +922,7 @@ def check_command(ctx: click.Context, db_path: str | None, no_invariants: bool) 
 @_format_option(("table", "json"))
 def stats_command(db_path: str | None, fmt: str) -> None:
     """File, WAL and table sizes, row counts, and where raw heartbeat history starts."""
-    from .maintenance import stats
+    from ..upkeep.retention import stats
 
     with _open(db_path) as db:
         result = stats(db)

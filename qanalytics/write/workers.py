@@ -18,9 +18,9 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from ._time import parse_duration, to_datetime
-from .errors import WorkerNotFound
-from .store import Store, store_error
+from .._time import parse_duration, to_datetime
+from ..errors import WorkerNotFound
+from ..store.sqlite import Store, store_error
 
 __all__ = [
     "MAX_ID_LENGTH",
@@ -484,7 +484,7 @@ def _as_of(
     db: Store, now: Any, *, active_within: float, stale_after: float, state: str
 ) -> list[Worker]:
     # The registry row holds only the latest beat; a past moment needs the history.
-    from .frames import workers as workers_frame
+    from ..read.frames import workers as workers_frame
 
     frame = workers_frame(db, now=now, active_within=active_within, stale_after=stale_after)
     chosen = frame[frame["state"] == state].sort_values(

@@ -25,11 +25,11 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ._time import FakeClock, parse_duration, to_datetime, to_epoch
-from .metrics import queue_metrics
-from .registry import heartbeat, register_worker, remove_worker
-from .store import Store, connect
-from .taskqueue import backoff_delay, claim, complete, enqueue, fail, requeue_orphans
+from .._time import FakeClock, parse_duration, to_datetime, to_epoch
+from ..read.trends import queue_metrics
+from ..store.sqlite import Store, connect
+from ..write.tasks import backoff_delay, claim, complete, enqueue, fail, requeue_orphans
+from ..write.workers import heartbeat, register_worker, remove_worker
 
 __all__ = [
     "DEFAULT_START",

@@ -33,7 +33,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
-from ._time import parse_duration
+from .._time import parse_duration
 
 __all__ = [
     "OUTCOME_COLORS",

@@ -20,11 +20,11 @@ import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ._dialect import translate
-from ._time import Clock
-from .errors import SchemaError, StoreError, UnsupportedError
+from .._time import Clock
+from ..errors import SchemaError, StoreError, UnsupportedError
+from .dialect import translate
 from .schema import SCHEMA_VERSION
-from .store import Store, _collect_batches, _finish_columns
+from .sqlite import Store, _collect_batches, _finish_columns
 
 __all__ = ["PG_MIGRATIONS", "PgConnection", "PgStore", "connect_postgres", "is_postgres_url"]
 

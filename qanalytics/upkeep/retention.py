@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._frame import UTC_DTYPE, as_category, as_utc, empty_frame, resolve_window
-from ._time import parse_duration
-from .errors import UnsupportedError
-from .store import Store, wrap_errors
+from .._time import parse_duration
+from ..errors import UnsupportedError
+from ..read.common import UTC_DTYPE, as_category, as_utc, empty_frame, resolve_window
+from ..store.sqlite import Store, wrap_errors
 
 __all__ = [
     "CHECKPOINT_MODES",

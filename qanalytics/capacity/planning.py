@@ -43,12 +43,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._frame import UTC_DTYPE, as_utc, empty_frame, resolve_window
-from ._time import parse_duration
-from .frames import attempts as _read_attempts
-from .frames import tasks as _read_tasks
-from .liveness import alive_intervals
-from .store import Store
+from .._time import parse_duration
+from ..read.common import UTC_DTYPE, as_utc, empty_frame, resolve_window
+from ..read.frames import attempts as _read_attempts
+from ..read.frames import tasks as _read_tasks
+from ..read.liveness import alive_intervals
+from ..store.sqlite import Store
 
 __all__ = [
     "arrival_rates",

@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._frame import OUTCOME_DTYPE, STATUS_DTYPE, UTC_DTYPE, as_utc, empty_frame, resolve_window
-from ._time import parse_duration
-from .schema import OUTCOMES, TASK_STATUSES
-from .store import Store
+from .._time import parse_duration
+from ..store.schema import OUTCOMES, TASK_STATUSES
+from ..store.sqlite import Store
+from .common import OUTCOME_DTYPE, STATUS_DTYPE, UTC_DTYPE, as_utc, empty_frame, resolve_window
 
 __all__ = [
     "depth_timeline",

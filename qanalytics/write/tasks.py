@@ -16,10 +16,10 @@ from typing import Any
 
 import pandas as pd
 
-from ._time import parse_duration, to_datetime, to_epoch
-from .errors import InvalidTransition, TaskNotFound, WorkerNotFound
-from .registry import check_worker_id, encode_json
-from .store import Store, wrap_errors
+from .._time import parse_duration, to_datetime, to_epoch
+from ..errors import InvalidTransition, TaskNotFound, WorkerNotFound
+from ..store.sqlite import Store, wrap_errors
+from .workers import check_worker_id, encode_json
 
 __all__ = [
     "Orphan",

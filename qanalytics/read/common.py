@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._time import epoch_to_series, resolve_time
-from .schema import OUTCOMES, TASK_STATUSES
-from .store import Store
+from .._time import epoch_to_series, resolve_time
+from ..store.schema import OUTCOMES, TASK_STATUSES
+from ..store.sqlite import Store
 
 __all__ = [
     "OUTCOME_DTYPE",

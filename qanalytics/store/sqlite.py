@@ -20,8 +20,8 @@ from typing import Any, Literal, cast
 import numpy as np
 import pandas as pd
 
-from ._time import Clock, system_clock, to_epoch
-from .errors import QAnalyticsError, ReadOnlyError, SchemaError, StoreError, UnsupportedError
+from .._time import Clock, system_clock, to_epoch
+from ..errors import QAnalyticsError, ReadOnlyError, SchemaError, StoreError, UnsupportedError
 from .schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["BUSY_TIMEOUT_S", "LAYOUTS", "NATIVE_CAPABILITIES", "Store", "StoreNotFound", "connect"]
@@ -809,7 +809,7 @@ def connect(
     if not isinstance(readonly, bool):
         raise TypeError(f"readonly must be a bool, not {type(readonly).__name__}")
     if isinstance(target, str) and target.lower().startswith(("postgresql://", "postgres://")):
-        from .pgstore import connect_postgres
+        from .postgres import connect_postgres
 
         pg = connect_postgres(target, readonly=readonly, clock=system_clock)
         return _set_clock(pg, clock, isinstance(clock, str) and clock == "latest")

@@ -13,7 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._frame import (
+from .._time import parse_duration
+from ..store.schema import TASK_STATUSES
+from ..store.sqlite import Store
+from ..write.workers import check_worker_id
+from .common import (
     OUTCOME_DTYPE,
     STATE_DTYPE,
     STATUS_DTYPE,
@@ -25,7 +29,6 @@ from ._frame import (
     resolve_window,
     window_where,
 )
-from ._time import parse_duration
 from .liveness import (
     RESOLUTION_DTYPE,
     check_workers,
@@ -34,9 +37,6 @@ from .liveness import (
     uses_rollups,
     worker_keys,
 )
-from .registry import check_worker_id
-from .schema import TASK_STATUSES
-from .store import Store
 
 __all__ = ["attempts", "heartbeats", "tasks", "worker_events", "workers"]
 
@@ -122,7 +122,7 @@ def workers(
         )
     at = resolve_now(db, now)
     if db.layout == "classic":  # no history: the classic layout has its own reading
-        from .classic import workers as classic_workers
+        from ..store.classic import workers as classic_workers
 
         return classic_workers(
             db, at=at, active_s=active_s, stale_s=stale_s, include_removed=include_removed
@@ -146,7 +146,7 @@ def workers(
     beat_counts = np.array([r[7] for r in rows], dtype="int64")
     horizon_at = horizon(db)
     if horizon_at is not None:
-        from .maintenance import rollup_totals
+        from ..upkeep.retention import rollup_totals
 
         # Beats pruned into minutes still count, and may hold the last beat as of `now`.
         totals = rollup_totals(db, until=at)
@@ -260,7 +260,7 @@ def heartbeats(
     beats: Any = None
     minute: Any = None
     if uses_rollups(horizon_at, lo):
-        from .maintenance import rollup_columns
+        from ..upkeep.retention import rollup_columns
 
         rolled = rollup_columns(db, since=lo, until=hi, keys=keys)
         last = rolled["last_at"]
@@ -374,7 +374,7 @@ def tasks(
     statuses = _names(status, "status", TASK_STATUSES)
     type_list = _names(types, "types")
     if db.layout == "classic":  # no per-attempt rows: the classic layout has its own reading
-        from .classic import tasks as classic_tasks
+        from ..store.classic import tasks as classic_tasks
 
         return classic_tasks(
             db, status=statuses, types=type_list, since=since, until=until, now=now

@@ -41,10 +41,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._frame import UTC_DTYPE, as_utc, empty_frame, in_list_sql, resolve_window, window_where
-from ._time import parse_duration
-from .registry import check_worker_id
-from .store import Store
+from .._time import parse_duration
+from ..store.sqlite import Store
+from ..write.workers import check_worker_id
+from .common import UTC_DTYPE, as_utc, empty_frame, in_list_sql, resolve_window, window_where
 
 __all__ = ["OUTAGE_FACTOR", "alive_intervals", "heartbeat_gaps", "outages", "uptime"]
 
@@ -67,7 +67,7 @@ def horizon(db: Store) -> float | None:
     -------
     float or None
     """
-    from .maintenance import history_horizon
+    from ..upkeep.retention import history_horizon
 
     return history_horizon(db)
 
@@ -307,7 +307,7 @@ def _rollup_points(
     A minute whose last beat is after `now` keeps only its first beat, whose task is
     unknown (-1); the last beat carries the minute's last task.
     """
-    from .maintenance import rollup_columns
+    from ..upkeep.retention import rollup_columns
 
     cols = rollup_columns(db, since=since, until=now, keys=keys, prior=True)
     first, last = cols["first_at"], cols["last_at"]

@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._frame import resolve_window
-from ._time import parse_duration
-from .store import Store, connect
+from .._time import parse_duration
+from ..read.common import resolve_window
+from ..store.sqlite import Store, connect
 
 __all__ = [
     "ReportWindow",
@@ -431,7 +431,7 @@ def report_window(db: Store, *, since: Any = "7d", now: Any = None) -> ReportWin
     -------
     ReportWindow
     """
-    from .frames import tasks, workers
+    from ..read.frames import tasks, workers
 
     lo, _hi, at = resolve_window(db, since, None, now)
     latest = db.latest_event_at()
@@ -700,7 +700,7 @@ def window_success(
         ``rate``, ``ci_low``, ``ci_high`` (float); worst rate first. No rows when nothing
         finished in the window.
     """
-    from .metrics import success_rate
+    from ..read.trends import success_rate
 
     # Buckets are aligned to the epoch, so one bucket wider than `now` holds the window.
     width = float(math.floor(window.now) + 1)

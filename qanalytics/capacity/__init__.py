@@ -1,0 +1,40 @@
+"""Capacity planning: queueing formulas, and plans from observed rates."""
+
+from __future__ import annotations
+
+from .planning import _PLAN_COLUMNS as _PLAN_COLUMNS
+from .planning import (
+    arrival_rates,
+    erlang_b,
+    erlang_c,
+    fleet,
+    littles_law,
+    mean_wait,
+    mean_wait_gg,
+    plan,
+    servers_needed,
+    service_times,
+    wait_exceeds,
+    wait_exceeds_gg,
+    wait_percentile,
+    wait_percentile_gg,
+    what_if,
+)
+
+__all__ = [
+    "arrival_rates",
+    "erlang_b",
+    "erlang_c",
+    "fleet",
+    "littles_law",
+    "mean_wait",
+    "mean_wait_gg",
+    "plan",
+    "servers_needed",
+    "service_times",
+    "wait_exceeds",
+    "wait_exceeds_gg",
+    "wait_percentile",
+    "wait_percentile_gg",
+    "what_if",
+]

@@ -1,0 +1,55 @@
+"""The write side: the worker registry and the task queue."""
+
+from __future__ import annotations
+
+from .tasks import (
+    Orphan,
+    Task,
+    backoff_delay,
+    cancel,
+    claim,
+    complete,
+    enqueue,
+    fail,
+    find_orphans,
+    get_task,
+    requeue_orphans,
+)
+from .workers import (
+    MAX_ID_LENGTH,
+    Worker,
+    active_workers,
+    check_worker_id,
+    classify,
+    get_worker,
+    heartbeat,
+    list_workers,
+    register_worker,
+    remove_worker,
+    stale_workers,
+)
+
+__all__ = [
+    "MAX_ID_LENGTH",
+    "Orphan",
+    "Task",
+    "Worker",
+    "active_workers",
+    "backoff_delay",
+    "cancel",
+    "check_worker_id",
+    "claim",
+    "classify",
+    "complete",
+    "enqueue",
+    "fail",
+    "find_orphans",
+    "get_task",
+    "get_worker",
+    "heartbeat",
+    "list_workers",
+    "register_worker",
+    "remove_worker",
+    "requeue_orphans",
+    "stale_workers",
+]
