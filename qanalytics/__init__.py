@@ -27,11 +27,10 @@ from .errors import (
 from .monitoring import QueueMonitoring
 from .read.frames import attempts, heartbeats, tasks, worker_events, workers
 from .read.liveness import alive_intervals, heartbeat_gaps, outages, uptime
+from .read.snapshot import active_workers, queue_depth, queue_metrics, stale_workers
 from .read.trends import (
     depth_timeline,
     latency,
-    queue_depth,
-    queue_metrics,
     retry_outcomes,
     success_rate,
     throughput,
@@ -55,13 +54,11 @@ from .write.tasks import (
 )
 from .write.workers import (
     Worker,
-    active_workers,
     get_worker,
     heartbeat,
     list_workers,
     register_worker,
     remove_worker,
-    stale_workers,
 )
 
 __version__ = "0.1.0"

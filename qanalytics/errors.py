@@ -13,6 +13,7 @@ __all__ = [
     "ReadOnlyError",
     "SchemaError",
     "StoreError",
+    "StoreNotFound",
     "TaskNotFound",
     "UnsupportedError",
     "WorkerNotFound",
@@ -55,3 +56,7 @@ class InvalidTransition(QAnalyticsError):
 
 class UnsupportedError(QAnalyticsError):
     """The store lacks the data a question needs (for example, no heartbeat history)."""
+
+
+class StoreNotFound(QAnalyticsError, FileNotFoundError):
+    """The store file does not exist (and was opened read-only, so it is not created)."""

@@ -12,8 +12,10 @@ from typing import Any
 
 from ._time import parse_duration
 from .errors import WorkerNotFound
-from .read.trends import queue_metrics
-from .store.sqlite import Store, connect
+from .read import snapshot
+from .read.snapshot import queue_metrics
+from .state import ACTIVE_WITHIN_S, STALE_AFTER_S
+from .store import Store, connect
 from .write import workers as registry
 
 __all__ = ["QueueMonitoring"]
@@ -96,7 +98,7 @@ class QueueMonitoring:
         return registry.list_workers(self.db)
 
     def get_active_workers(
-        self, active_threshold_seconds: float | str = 60
+        self, active_threshold_seconds: float | str = ACTIVE_WITHIN_S
     ) -> list[registry.Worker]:
         """Workers that beat within the last `active_threshold_seconds`.
 
@@ -109,10 +111,10 @@ class QueueMonitoring:
         list of Worker
         """
         within = parse_duration(active_threshold_seconds, name="active_threshold_seconds")
-        return registry.active_workers(self.db, within)
+        return snapshot.active_workers(self.db, within)
 
     def get_stale_workers(
-        self, stale_threshold_seconds: float | str = 300
+        self, stale_threshold_seconds: float | str = STALE_AFTER_S
     ) -> list[registry.Worker]:
         """Workers silent for more than `stale_threshold_seconds`.
 
@@ -127,7 +129,7 @@ class QueueMonitoring:
         list of Worker
         """
         after = parse_duration(stale_threshold_seconds, name="stale_threshold_seconds")
-        return registry.stale_workers(self.db, after)
+        return snapshot.stale_workers(self.db, after)
 
     def remove_worker(self, worker_id: str) -> bool:
         """Remove a worker (softly). See :func:`qanalytics.remove_worker`.

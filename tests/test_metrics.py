@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import qanalytics as qa
 from qanalytics import metrics
 from qanalytics.liveness import alive_intervals
-from qanalytics.read import trends as metrics_module
+from qanalytics.read import snapshot as metrics_module
 
 T0 = 1_700_000_000.0
 HOUR = 3600.0

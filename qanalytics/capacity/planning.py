@@ -48,7 +48,7 @@ from ..read.common import UTC_DTYPE, as_utc, empty_frame, resolve_window
 from ..read.frames import attempts as _read_attempts
 from ..read.frames import tasks as _read_tasks
 from ..read.liveness import alive_intervals
-from ..store.sqlite import Store
+from ..store import Store
 
 __all__ = [
     "arrival_rates",

@@ -25,10 +25,13 @@ import click
 import numpy as np
 import pandas as pd
 
-from .. import __version__
+from .. import __version__, report, simulation, upkeep
 from .._time import parse_duration
 from ..errors import QAnalyticsError
-from ..store.sqlite import Store, connect
+from ..read import frames, liveness, snapshot, trends
+from ..state import ACTIVE_WITHIN_S, STALE_AFTER_S
+from ..store import Store, connect
+from ..write import tasks
 
 __all__ = [
     "EXIT_PROBLEMS",
@@ -455,10 +458,8 @@ def workers_command(
     db_path: str | None, state: str | None, include_removed: bool, fmt: str, now: str | None
 ) -> None:
     """The fleet: one row per worker with its state, last heartbeat and current task."""
-    from ..read.frames import workers
-
     with _open(db_path) as db:
-        frame = workers(
+        frame = frames.workers(
             db, now=_time_arg(now), include_removed=include_removed or state == "removed"
         )
     if state is not None:
@@ -473,7 +474,7 @@ def workers_command(
 @click.option(
     "--threshold",
     type=DURATION,
-    default="5min",
+    default=f"{STALE_AFTER_S / 60:g}min",
     show_default=True,
     help="A worker silent for longer than this is stale.",
 )
@@ -488,12 +489,11 @@ def stale_command(
     The output is printed either way, so cron jobs and alerting can use the exit status
     and still show what was found.
     """
-    from ..read.frames import workers
-
     with _open(db_path) as db:
         # Late sits between active and stale, so the active bound must not exceed the stale one.
-        frame = workers(
-            db, now=_time_arg(now), active_within=min(60.0, threshold), stale_after=threshold
+        active_within = min(ACTIVE_WITHIN_S, threshold)
+        frame = frames.workers(
+            db, now=_time_arg(now), active_within=active_within, stale_after=threshold
         )
     stale = frame.loc[
         frame["state"] == "stale",
@@ -527,10 +527,8 @@ def outages_command(
     now: str | None,
 ) -> None:
     """Silences in the heartbeat history: who went quiet, when, and what they held."""
-    from ..read.liveness import outages
-
     with _open(db_path) as db:
-        frame = outages(
+        frame = liveness.outages(
             db,
             min_gap=min_gap,
             since=_time_arg(since),
@@ -550,10 +548,8 @@ def metrics_command(db_path: str | None, fmt: str, now: str | None) -> None:
     --format prometheus writes the Prometheus text exposition format, for a textfile
     collector or a scrape endpoint.
     """
-    from ..read.trends import queue_metrics
-
     with _open(db_path) as db:
-        metrics = queue_metrics(db, now=_time_arg(now))
+        metrics = snapshot.queue_metrics(db, now=_time_arg(now))
     if fmt == "prometheus":
         click.echo(prometheus_text(metrics), nl=False)
     elif fmt == "json":
@@ -606,11 +602,9 @@ def success_rate_command(
     now: str | None,
 ) -> None:
     """Success rate per time bucket, with Wilson confidence intervals."""
-    from ..read.trends import success_rate
-
     group: str | list[str] | None = None if not by else (by[0] if len(by) == 1 else list(by))
     with _open(db_path) as db:
-        frame = success_rate(
+        frame = trends.success_rate(
             db,
             freq=freq,
             by=group,
@@ -641,7 +635,7 @@ def _orphan_frame(found: list[Any]) -> pd.DataFrame:
 @click.option(
     "--stale-after",
     type=DURATION,
-    default="5min",
+    default=f"{STALE_AFTER_S / 60:g}min",
     show_default=True,
     help="A worker silent for longer than this is stale, and its tasks orphaned.",
 )
@@ -656,16 +650,14 @@ def requeue_orphans_command(
     The one command that writes. A task out of attempts ends failed instead of queued.
     With --dry-run the store is opened read-only and nothing changes.
     """
-    from ..write.tasks import find_orphans, requeue_orphans
-
     with _open(db_path, readonly=dry_run) as db:
         at = db.resolve_now(_time_arg(now))
-        planned = find_orphans(db, stale_after=stale_after, now=at)
+        planned = tasks.find_orphans(db, stale_after=stale_after, now=at)
         if dry_run:
             done = _orphan_frame(planned)
         else:
             # The write re-reads under its lock; report what it actually took back.
-            ids = set(requeue_orphans(db, stale_after=stale_after, now=at))
+            ids = set(tasks.requeue_orphans(db, stale_after=stale_after, now=at))
             seen = {o.task_id for o in planned}
             late = [i for i in ids if i not in seen]
             done = _orphan_frame([o for o in planned if o.task_id in ids])
@@ -704,10 +696,8 @@ def simulate_command(
     workers or tasks is replaced only with --overwrite, and a file that is not a queue
     store never is. Progress is shown on stderr.
     """
-    from ..simulation.engine import simulate
-
     target = path if path is not None else _require_path(db_path)
-    result = simulate(
+    result = simulation.simulate(
         target, workers=workers, duration=duration, seed=seed, progress=True, overwrite=overwrite
     )
     counts = ", ".join(f"{n:,} {name}" for name, n in result.counts.items())
@@ -743,9 +733,7 @@ def report_command(
     exported without code; plots are embedded and nothing is fetched from the network.
     A historical file (a copy, the sample) needs --now latest, or the window ends today.
     """
-    from ..report.notebook import write_report
-
-    path = write_report(
+    path = report.write_report(
         _require_path(db_path),
         output,
         since=_time_arg(since),
@@ -822,10 +810,10 @@ def prune_command(
     --finished-keep, old finished tasks are deleted too, and metrics lose them.
     Running it again with the same --now changes nothing.
     """
-    from ..upkeep.retention import prune
-
     with _open(db_path, readonly=False) as db:
-        result = prune(db, keep=keep, finished_keep=finished_keep, batch=batch, now=_time_arg(now))
+        result = upkeep.prune(
+            db, keep=keep, finished_keep=finished_keep, batch=batch, now=_time_arg(now)
+        )
     if fmt == "json":
         click.echo(json.dumps(result.as_dict()))
         return
@@ -856,10 +844,8 @@ def vacuum_command(db_path: str | None, full: bool, full_if_needed: bool) -> Non
     A full vacuum needs free disk space about the size of the store and cannot run
     while another process reads it.
     """
-    from ..upkeep.retention import vacuum
-
     with _open(db_path, readonly=False) as db:
-        result = vacuum(db, incremental=not full, full_if_needed=full_if_needed)
+        result = upkeep.vacuum(db, incremental=not full, full_if_needed=full_if_needed)
     if result.mode == "none":
         click.echo(f"Nothing done: {result.note}.")
         return
@@ -881,10 +867,8 @@ def vacuum_command(db_path: str | None, full: bool, full_if_needed: bool) -> Non
 )
 def checkpoint_command(db_path: str | None, mode: str) -> None:
     """Checkpoint the write-ahead log into the database file."""
-    from ..upkeep.retention import checkpoint
-
     with _open(db_path, readonly=False) as db:
-        result = checkpoint(db, mode)
+        result = upkeep.checkpoint(db, mode)
     busy = " (busy: not every frame could be copied)" if result.busy else ""
     click.echo(
         f"{result.mode} checkpoint: {result.checkpointed_frames} of {result.wal_frames} "
@@ -905,10 +889,8 @@ def check_command(ctx: click.Context, db_path: str | None, no_invariants: bool) 
 
     Prints one line per problem, or "ok"; exit status 1 when there is a problem.
     """
-    from ..upkeep.retention import integrity_check
-
     with _open(db_path) as db:
-        problems = integrity_check(db, invariants=not no_invariants)
+        problems = upkeep.integrity_check(db, invariants=not no_invariants)
     if not problems:
         click.echo("ok")
         return
@@ -922,8 +904,6 @@ def check_command(ctx: click.Context, db_path: str | None, no_invariants: bool) 
 @_format_option(("table", "json"))
 def stats_command(db_path: str | None, fmt: str) -> None:
     """File, WAL and table sizes, row counts, and where raw heartbeat history starts."""
-    from ..upkeep.retention import stats
-
     with _open(db_path) as db:
-        result = stats(db)
+        result = upkeep.stats(db)
     _emit_result(result, fmt)

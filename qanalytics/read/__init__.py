@@ -1,4 +1,9 @@
-"""The read side: questions about the store, answered as pandas DataFrames."""
+"""The read side: questions about the store, answered as pandas DataFrames.
+
+:mod:`.frames` (workers, heartbeats, tasks, attempts), :mod:`.liveness` (gaps, outages,
+uptime), :mod:`.snapshot` (the queue at one moment), :mod:`.trends` (the queue over time),
+:mod:`.rollups` (the history past retention), :mod:`.classic` (classic-layout databases).
+"""
 
 from __future__ import annotations
 
@@ -16,11 +21,15 @@ from .liveness import (
     outages,
     uptime,
 )
+from .snapshot import (
+    active_workers,
+    queue_depth,
+    queue_metrics,
+    stale_workers,
+)
 from .trends import (
     depth_timeline,
     latency,
-    queue_depth,
-    queue_metrics,
     retry_outcomes,
     success_rate,
     throughput,
@@ -29,6 +38,7 @@ from .trends import (
 
 __all__ = [
     "OUTAGE_FACTOR",
+    "active_workers",
     "alive_intervals",
     "attempts",
     "depth_timeline",
@@ -39,6 +49,7 @@ __all__ = [
     "queue_depth",
     "queue_metrics",
     "retry_outcomes",
+    "stale_workers",
     "success_rate",
     "tasks",
     "throughput",

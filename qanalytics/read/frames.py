@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._time import parse_duration
+from ..state import ACTIVE_WITHIN_S, STALE_AFTER_S, check_thresholds, classify_ages
+from ..store import Store
 from ..store.schema import TASK_STATUSES
-from ..store.sqlite import Store
 from ..write.workers import check_worker_id
+from . import classic
 from .common import (
     OUTCOME_DTYPE,
     STATE_DTYPE,
@@ -37,6 +38,7 @@ from .liveness import (
     uses_rollups,
     worker_keys,
 )
+from .rollups import rollup_columns, rollup_totals
 
 __all__ = ["attempts", "heartbeats", "tasks", "worker_events", "workers"]
 
@@ -72,8 +74,8 @@ def workers(
     db: Store,
     *,
     now: Any = None,
-    active_within: Any = "60s",
-    stale_after: Any = "5min",
+    active_within: Any = ACTIVE_WITHIN_S,
+    stale_after: Any = STALE_AFTER_S,
     include_removed: bool = False,
 ) -> pd.DataFrame:
     """One row per worker, with its liveness state as of `now`.
@@ -87,9 +89,9 @@ def workers(
     db : Store
     now : time-like or None
         Answer as of this moment (defaults to the store clock).
-    active_within : float or str, default "60s"
+    active_within : float or str, default 60
         A worker whose last beat is at most this old is ``active``.
-    stale_after : float or str, default "5min"
+    stale_after : float or str, default 300
         A worker whose last beat is more than this old is ``stale``; in between it is
         ``late``.
     include_removed : bool, default False
@@ -114,17 +116,10 @@ def workers(
     """
     if not isinstance(include_removed, bool):
         raise TypeError(f"include_removed must be a bool, not {type(include_removed).__name__}")
-    active_s = parse_duration(active_within, name="active_within")
-    stale_s = parse_duration(stale_after, name="stale_after")
-    if active_s > stale_s:
-        raise ValueError(
-            f"active_within={active_within!r} must not exceed stale_after={stale_after!r}"
-        )
+    active_s, stale_s = check_thresholds(active_within, stale_after)
     at = resolve_now(db, now)
     if db.layout == "classic":  # no history: the classic layout has its own reading
-        from ..store.classic import workers as classic_workers
-
-        return classic_workers(
+        return classic.workers(
             db, at=at, active_s=active_s, stale_s=stale_s, include_removed=include_removed
         )
     rows = db.query(_WORKER_SQL, (at,), action="read workers")
@@ -146,23 +141,13 @@ def workers(
     beat_counts = np.array([r[7] for r in rows], dtype="int64")
     horizon_at = horizon(db)
     if horizon_at is not None:
-        from ..upkeep.retention import rollup_totals
-
         # Beats pruned into minutes still count, and may hold the last beat as of `now`.
         totals = rollup_totals(db, until=at)
         beat_counts += np.array([totals.get(r[0], (0, 0.0))[0] for r in rows], dtype="int64")
         rolled_last = [totals.get(r[0], (0, np.nan))[1] for r in rows]
         last = np.fmax(last, np.array(rolled_last, dtype="float64"))
     since_s = at - last
-    state = np.where(
-        removed,
-        "removed",
-        np.where(
-            np.isnan(since_s) | (since_s > stale_s),
-            "stale",
-            np.where(since_s <= active_s, "active", "late"),
-        ),
-    )
+    state = classify_ages(since_s, active_s, stale_s, removed=removed)
     caps = [_decode(r[5]) for r in rows]
     frame = pd.DataFrame(
         {
@@ -260,8 +245,6 @@ def heartbeats(
     beats: Any = None
     minute: Any = None
     if uses_rollups(horizon_at, lo):
-        from ..upkeep.retention import rollup_columns
-
         rolled = rollup_columns(db, since=lo, until=hi, keys=keys)
         last = rolled["last_at"]
         inside = last <= hi
@@ -374,9 +357,7 @@ def tasks(
     statuses = _names(status, "status", TASK_STATUSES)
     type_list = _names(types, "types")
     if db.layout == "classic":  # no per-attempt rows: the classic layout has its own reading
-        from ..store.classic import tasks as classic_tasks
-
-        return classic_tasks(
+        return classic.tasks(
             db, status=statuses, types=type_list, since=since, until=until, now=now
         )
     lo, hi, at = resolve_window(db, since, until, now)

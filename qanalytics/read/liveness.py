@@ -42,9 +42,10 @@ import numpy as np
 import pandas as pd
 
 from .._time import parse_duration
-from ..store.sqlite import Store
+from ..store import Store
 from ..write.workers import check_worker_id
 from .common import UTC_DTYPE, as_utc, empty_frame, in_list_sql, resolve_window, window_where
+from .rollups import history_horizon, rollup_columns
 
 __all__ = ["OUTAGE_FACTOR", "alive_intervals", "heartbeat_gaps", "outages", "uptime"]
 
@@ -67,8 +68,6 @@ def horizon(db: Store) -> float | None:
     -------
     float or None
     """
-    from ..upkeep.retention import history_horizon
-
     return history_horizon(db)
 
 
@@ -307,8 +306,6 @@ def _rollup_points(
     A minute whose last beat is after `now` keeps only its first beat, whose task is
     unknown (-1); the last beat carries the minute's last task.
     """
-    from ..upkeep.retention import rollup_columns
-
     cols = rollup_columns(db, since=since, until=now, keys=keys, prior=True)
     first, last = cols["first_at"], cols["last_at"]
     visible = last <= now

@@ -1,7 +1,6 @@
-"""Read side: queue metrics and trends.
+"""Read side: the queue over time.
 
-Point-in-time questions (depth now, oldest queued task, workers by state) are answered
-from indexes and stay near-instant however long the history is. Questions over history
+Questions over history
 (success rate, throughput, depth over time, latency, utilisation, retries) read only the
 columns they need in one fast load and aggregate with vectorised pandas/numpy.
 
@@ -13,553 +12,55 @@ include both ends, and ``until`` never passes ``now``: events after ``now`` are 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .._time import parse_duration
-from ..store.schema import OUTCOMES, TASK_STATUSES
-from ..store.sqlite import Store
-from .common import OUTCOME_DTYPE, STATUS_DTYPE, UTC_DTYPE, as_utc, empty_frame, resolve_window
+from ..store import Store
+from .common import (
+    _CANCELLED,
+    _COMPLETED,
+    _FAILED,
+    _O_ABANDONED,
+    _O_CANCELLED,
+    _O_COMPLETED,
+    _O_FAILED,
+    _OUTCOME_CODE,
+    _OUTCOME_OF_STATUS,
+    _STATUS_CODE,
+    MAX_BUCKETS,
+    OUTCOME_DTYPE,
+    UTC_DTYPE,
+    _attempt_times,
+    _bucket_range,
+    _by_dtypes,
+    _by_list,
+    _categorical,
+    _check_quantiles,
+    _floor,
+    _freq_seconds,
+    _read_with_types,
+    _TypeExpr,
+    _window_sql,
+    _worker_codes,
+    _worker_lookup,
+    _z_score,
+    as_utc,
+    empty_frame,
+    resolve_window,
+)
+from .liveness import alive_intervals
 
 __all__ = [
     "depth_timeline",
     "latency",
-    "queue_depth",
-    "queue_metrics",
     "retry_outcomes",
     "success_rate",
     "throughput",
     "utilization",
 ]
-
-#: Above this many buckets a question is refused: ask with a coarser ``freq``.
-MAX_BUCKETS = 5_000_000
-#: Up to this many task types are mapped to integer codes inside SQL (faster to read).
-_MAX_CASE_TYPES = 256
-
-# Integer codes that SQL hands back instead of text (much faster to read in bulk).
-_STATUS_CODE = (
-    "CASE {col} "
-    + " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(TASK_STATUSES))
-    + " ELSE -1 END"
-)
-_OUTCOME_CODE = (
-    "CASE {col} "
-    + " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(OUTCOMES))
-    + " ELSE -1 END"
-)
-_QUEUED, _PROCESSING, _COMPLETED, _FAILED, _CANCELLED = range(5)
-_O_COMPLETED, _O_FAILED, _O_ABANDONED, _O_CANCELLED = range(4)
-_OUTCOME_OF_STATUS = {_COMPLETED: "completed", _FAILED: "failed", _CANCELLED: "cancelled"}
-
-
-# -- arguments ----------------------------------------------------------------------------
-
-
-def _attempt_times(db: Store, until: float | None = None) -> pd.DataFrame:
-    """Every attempt's task, number, claim and finish times and outcome code."""
-    where, params = ("", ()) if until is None else (" WHERE claimed_at <= ?", (until,))
-    return db.read_frame(
-        "SELECT task_id, attempt, claimed_at, IFNULL(finished_at, -1.0),"
-        f" {_OUTCOME_CODE.format(col='outcome')} FROM attempts{where}",
-        params,
-        columns={
-            "task_id": "int64",
-            "attempt": "int64",
-            "claimed_at": "float64",
-            "finished_at": "time?",
-            "outcome": "int64",
-        },
-        action="read attempts",
-    )
-
-
-def _freq_seconds(freq: Any) -> float:
-    if isinstance(freq, str):
-        try:
-            return parse_duration(freq, name="freq", allow_zero=False)
-        except ValueError:
-            try:
-                offset = pd.tseries.frequencies.to_offset(freq)
-            except ValueError:
-                offset = None
-            nanos = getattr(offset, "nanos", None) if isinstance(offset, pd.offsets.Tick) else None
-            if not nanos:
-                raise ValueError(
-                    f"freq={freq!r} is not a fixed-width bucket size; use a duration such as "
-                    "'1min', '15min', '1h' or '1d'"
-                ) from None
-            return nanos / 1e9
-    return parse_duration(freq, name="freq", allow_zero=False)
-
-
-def _by_list(by: Any, allowed: Sequence[str], *, name: str = "by") -> list[str]:
-    if by is None:
-        return []
-    items = [by] if isinstance(by, str) else by
-    if not isinstance(items, (list, tuple)):
-        raise TypeError(f"{name} must be None, a column name or a list of names, not {by!r}")
-    out: list[str] = []
-    for item in items:
-        if not isinstance(item, str) or item not in allowed:
-            raise ValueError(f"{name}={by!r}: each entry must be one of {list(allowed)}")
-        if item not in out:
-            out.append(item)
-    return out
-
-
-def _z_score(confidence: Any) -> float:
-    if isinstance(confidence, bool) or not isinstance(confidence, (int, float, np.floating)):
-        raise TypeError(f"confidence must be a float in (0, 1), not {type(confidence).__name__}")
-    if not 0.0 < float(confidence) < 1.0:
-        raise ValueError(f"confidence={confidence!r} must lie strictly between 0 and 1")
-    return NormalDist().inv_cdf(1.0 - (1.0 - float(confidence)) / 2.0)
-
-
-def _check_quantiles(quantiles: Any) -> list[float]:
-    if isinstance(quantiles, (int, float)) and not isinstance(quantiles, bool):
-        quantiles = [quantiles]
-    try:
-        values = [float(q) for q in quantiles]
-    except TypeError:
-        raise TypeError(f"quantiles must be a sequence of floats, not {quantiles!r}") from None
-    if not values or any(not (0.0 <= q <= 1.0) or math.isnan(q) for q in values):
-        raise ValueError(f"quantiles={quantiles!r} must be one or more numbers in [0, 1]")
-    return sorted(set(values))
-
-
-def _window_sql(column: str, lo: float | None, hi: float) -> tuple[str, list[Any]]:
-    if lo is None:
-        return f"{column} <= ?", [hi]
-    return f"{column} BETWEEN ? AND ?", [lo, hi]
-
-
-# -- codes ----------------------------------------------------------------------------------
-@dataclass
-class _TypeExpr:
-    """How to read a task type: as an integer code (``cats[code]``) or as text."""
-
-    sql: str
-    params: list[Any]
-    cats: list[str] | None
-
-    @property
-    def kind(self) -> str:
-        return "int64" if self.cats is not None else "str"
-
-
-def _distinct_types(db: Store) -> list[str]:
-    # A loose index scan over (status, type): one seek per distinct type, not per task.
-    if db.layout != "native":  # views over another layout have no (status, type) index
-        rows = db.query("SELECT DISTINCT type FROM tasks", action="list task types")
-        return sorted(str(row[0]) for row in rows if row[0] is not None)
-    found: set[str] = set()
-    for status in TASK_STATUSES:
-        rows = db.query(
-            "WITH RECURSIVE d(t) AS (SELECT min(type) FROM tasks WHERE status = ?1"
-            " UNION ALL SELECT (SELECT min(type) FROM tasks WHERE status = ?1 AND type > d.t)"
-            " FROM d WHERE d.t IS NOT NULL) SELECT t FROM d WHERE t IS NOT NULL",
-            (status,),
-            action="list task types",
-        )
-        found.update(row[0] for row in rows)
-    return sorted(found)
-
-
-def _type_expr(db: Store, column: str) -> _TypeExpr:
-    types = _distinct_types(db)
-    if len(types) > _MAX_CASE_TYPES:
-        return _TypeExpr(column, [], None)
-    if not types:
-        return _TypeExpr("-1", [], [])
-    whens = " ".join(f"WHEN ? THEN {i}" for i in range(len(types)))
-    return _TypeExpr(f"CASE {column} {whens} ELSE -1 END", list(types), types)
-
-
-def _type_codes(values: Any, expr: _TypeExpr) -> tuple[np.ndarray, list[str]]:
-    """Integer codes (-1 for missing) and their names, from a column read via `expr`."""
-    if expr.cats is not None and not (np.asarray(values) < 0).any():
-        return np.asarray(values, dtype="int64"), expr.cats
-    if expr.cats is not None:  # a type written after the types were listed
-        raise _Retry
-    codes, uniques = pd.factorize(np.asarray(values, dtype=object), sort=True)
-    return codes.astype("int64"), [str(u) for u in uniques]
-
-
-class _Retry(Exception):
-    """A concurrent writer added a task type mid-read; read again as text."""
-
-
-def _read_with_types(
-    db: Store, build: Any, column: str
-) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
-    """Run ``build(type_expr) -> (sql, params, columns)`` and decode its ``type`` column."""
-    expr = _type_expr(db, column)
-    for attempt in range(2):
-        sql, params, columns = build(expr)
-        frame = db.read_frame(sql, params, columns=columns, action="read tasks")
-        try:
-            codes, cats = _type_codes(frame["type"].to_numpy(), expr)
-        except _Retry:
-            if attempt:
-                raise
-            expr = _TypeExpr(column, [], None)
-            continue
-        return frame, codes, cats
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _worker_lookup(db: Store) -> tuple[np.ndarray, list[str]]:
-    """A key -> code lookup array and the worker ids sorted (codes index into them)."""
-    rows = db.query("SELECT worker_key, worker_id FROM workers", action="read worker ids")
-    if not rows:
-        return np.full(1, -1, dtype="int64"), []
-    rows.sort(key=lambda r: r[1])
-    keys = np.array([r[0] for r in rows], dtype="int64")
-    lut = np.full(int(keys.max()) + 2, -1, dtype="int64")
-    lut[keys] = np.arange(len(rows))
-    return lut, [r[1] for r in rows]
-
-
-def _worker_codes(keys: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    keys = np.asarray(keys, dtype="int64")
-    ok = (keys >= 0) & (keys < len(lut))
-    out = np.full(len(keys), -1, dtype="int64")
-    out[ok] = lut[keys[ok]]
-    return out
-
-
-def _categorical(codes: Any, names: Sequence[str]) -> pd.Categorical:
-    """Codes (-1 = missing) to a categorical holding only the names that occur, sorted."""
-    codes = np.asarray(codes, dtype="int64")
-    used = np.unique(codes[codes >= 0])
-    cats = [names[i] for i in used]
-    remap = np.full(len(names) + 1, -1, dtype="int64")
-    remap[used] = np.arange(len(used))
-    new = np.where(codes >= 0, remap[np.where(codes >= 0, codes, len(names))], -1)
-    cat = pd.Categorical.from_codes(new, categories=pd.Index(cats, dtype=object))
-    return cat.reorder_categories(sorted(cats)) if cats else cat
-
-
-# -- buckets --------------------------------------------------------------------------------
-def _floor(values: Any, width: float) -> np.ndarray:
-    return np.floor(np.asarray(values, dtype="float64") / width) * width
-
-
-def _bucket_range(first: float, last: float, width: float, freq: Any) -> tuple[float, int]:
-    b0 = math.floor(first / width) * width
-    count = math.floor(last / width) - math.floor(first / width) + 1
-    if count > MAX_BUCKETS:
-        raise ValueError(
-            f"freq={freq!r} gives {count:,} buckets over the window (at most "
-            f"{MAX_BUCKETS:,}); use a coarser freq or a shorter window"
-        )
-    return b0, int(count)
-
-
-def _by_dtypes(keys: list[str]) -> dict[str, Any]:
-    return {key: "category" for key in keys}
-
-
-# -- queue_metrics --------------------------------------------------------------------------
-def _rate(numerator: int, denominator: int) -> float | None:
-    return None if denominator == 0 else numerator / denominator
-
-
-def _has_events_after(db: Store, at: float) -> bool:
-    """Whether anything in the store happened after `at` (indexed checks first)."""
-    indexed = db.query(
-        "SELECT EXISTS (SELECT 1 FROM tasks WHERE created_at > ?1)"
-        " OR EXISTS (SELECT 1 FROM attempts WHERE claimed_at > ?1)"
-        " OR EXISTS (SELECT 1 FROM heartbeats WHERE at > ?1)"
-        " OR EXISTS (SELECT 1 FROM worker_events WHERE at > ?1)",
-        (at,),
-        action="look for events after now",
-    )[0][0]
-    if indexed:
-        return True
-    # Finishes carry no index; every finish ends a task or an attempt.
-    return bool(
-        db.query(
-            "SELECT EXISTS (SELECT 1 FROM tasks WHERE finished_at > ?1)"
-            " OR EXISTS (SELECT 1 FROM attempts WHERE finished_at > ?1)",
-            (at,),
-            action="look for finishes after now",
-        )[0][0]
-    )
-
-
-@dataclass
-class _States:
-    """Task states reconstructed as of a moment."""
-
-    status: np.ndarray  # status code per task
-    type_codes: np.ndarray
-    types: list[str]
-    created_at: np.ndarray
-    runnable: np.ndarray  # bool, meaningful for queued tasks
-
-
-def _states_at(db: Store, at: float) -> _States:
-    def build(expr: _TypeExpr) -> tuple[str, list[Any], dict[str, str]]:
-        sql = (
-            f"SELECT id, created_at, run_after, IFNULL(finished_at, -1.0),"
-            f" {_STATUS_CODE.format(col='status')}, attempts, {expr.sql} AS type"
-            " FROM tasks WHERE created_at <= ? ORDER BY id"
-        )
-        cols = {
-            "id": "int64",
-            "created_at": "float64",
-            "run_after": "float64",
-            "finished_at": "time?",
-            "status": "int64",
-            "attempts": "int64",
-            "type": expr.kind,
-        }
-        return sql, [*expr.params, at], cols
-
-    tasks, type_codes, types = _read_with_types(db, build, "type")
-    att = _attempt_times(db)
-    ids = tasks["id"].to_numpy()
-    fin = tasks["finished_at"].to_numpy()
-    now_status = tasks["status"].to_numpy()
-    status = np.full(len(tasks), _QUEUED, dtype="int64")
-    done = ~np.isnan(fin) & (fin <= at)
-    status[done] = now_status[done]
-
-    a_task = att["task_id"].to_numpy()
-    pos = np.searchsorted(ids, a_task)
-    pos_ok = pos < len(ids)
-    pos_ok[pos_ok] = ids[pos[pos_ok]] == a_task[pos_ok]
-    a_pos = pos[pos_ok]
-    a_claim = att["claimed_at"].to_numpy()[pos_ok]
-    a_fin = att["finished_at"].to_numpy()[pos_ok]
-    a_out = att["outcome"].to_numpy()[pos_ok]
-    a_num = att["attempt"].to_numpy()[pos_ok]
-    open_at = (a_claim <= at) & (np.isnan(a_fin) | (a_fin > at))
-    held = np.zeros(len(tasks), dtype=bool)
-    held[a_pos[open_at]] = True
-    status[held & ~done] = _PROCESSING
-
-    # run_after is overwritten by each retry; trust it only if no retry happened after `at`.
-    final_fail = (a_num == tasks["attempts"].to_numpy()[a_pos]) & (now_status[a_pos] == _FAILED)
-    requeue = np.isin(a_out, (_O_FAILED, _O_ABANDONED)) & ~final_fail
-    rewritten = np.zeros(len(tasks), dtype=bool)
-    rewritten[a_pos[requeue & (a_fin > at)]] = True
-    runnable = rewritten | (tasks["run_after"].to_numpy() <= at)
-    return _States(status, type_codes, types, tasks["created_at"].to_numpy(), runnable)
-
-
-def _workers_at(db: Store, at: float, active_s: float, stale_s: float) -> tuple[int, int, int]:
-    rows = db.query(
-        "SELECT w.worker_key,"
-        " (SELECT e.event FROM worker_events e WHERE e.worker_key = w.worker_key AND e.at <= ?1"
-        "  ORDER BY e.at DESC, e.id DESC LIMIT 1),"
-        " (SELECT max(h.at) FROM heartbeats h WHERE h.worker_key = w.worker_key AND h.at <= ?1)"
-        " FROM workers w",
-        (at,),
-        action="read worker states as of now",
-    )
-    total = active = stale = 0
-    for _key, event, last in rows:
-        if event is None or event == "removed":
-            continue
-        total += 1
-        if last is not None and last >= at - active_s:
-            active += 1
-        if last is None or last < at - stale_s:
-            stale += 1
-    return total, active, stale
-
-
-def queue_metrics(
-    db: Store,
-    *,
-    now: Any = None,
-    active_within: Any = 60,
-    stale_after: Any = 300,
-) -> dict[str, Any]:
-    """The queue's health at a glance, as a dict with the classic keys.
-
-    Without `now` (or with a `now` at or after the store's latest event) the answer
-    comes from indexes and the denormalised worker columns and is near-instant. With an
-    earlier `now` the store is replayed: task states are rebuilt from created, claimed
-    and finished times, and worker states from the registration events and heartbeat
-    history, so events after `now` are ignored.
-
-    Parameters
-    ----------
-    db : Store
-    now : time-like, optional
-        The moment ages and worker states are judged at; defaults to the store clock.
-    active_within : float or str, default 60
-        A worker that beat at most this long ago is active.
-    stale_after : float or str, default 300
-        A worker silent for longer than this is stale.
-
-    Returns
-    -------
-    dict
-        ``queue_depth_by_status`` (every status, zero-filled), ``queue_depth_by_type``
-        (queued tasks by type), ``oldest_queued_task_age_seconds`` (None when nothing is
-        queued), ``task_statistics`` (``total``, ``finished``, ``runnable`` and
-        ``delayed`` queued tasks), ``success_rate`` and ``failure_rate`` (completed or
-        failed over completed + failed; None when nothing has finished),
-        ``total_workers``, ``active_workers``, ``stale_workers`` (removed workers are
-        not counted).
-
-    Notes
-    -----
-    As of a past moment, ``runnable`` uses each queued task's stored ``run_after``; a
-    task whose ``run_after`` was rewritten by a retry after that moment counts as
-    runnable.
-
-    Examples
-    --------
-    >>> import qanalytics as qa
-    >>> with qa.connect(":memory:") as db:
-    ...     qa.queue_metrics(db)["queue_depth_by_status"]["queued"]
-    0
-    """
-    at = db.resolve_now(now)
-    active_s = parse_duration(active_within, name="active_within")
-    stale_s = parse_duration(stale_after, name="stale_after")
-    if now is not None and "heartbeat_history" not in db.capabilities:
-        latest = db.latest_event_at()
-        if latest is not None and latest > at:
-            db.require("heartbeat_history", "queue_metrics(now=...) before the latest event")
-    if now is not None and _has_events_after(db, at):
-        return _queue_metrics_as_of(db, at, active_s, stale_s)
-    by_status = dict.fromkeys(TASK_STATUSES, 0)
-    by_type: dict[str, int] = {}
-    for status, type_, count in db.query(
-        "SELECT status, type, count(*) FROM tasks GROUP BY status, type",
-        action="count tasks by status and type",
-    ):
-        by_status[status] = by_status.get(status, 0) + count
-        if status == "queued":
-            by_type[type_] = count
-    oldest, runnable = db.query(
-        "SELECT (SELECT min(created_at) FROM tasks WHERE status = 'queued'),"
-        " (SELECT count(*) FROM tasks WHERE status = 'queued' AND run_after <= ?)",
-        (at,),
-        action="read the oldest queued task",
-    )[0]
-    total_workers, active, stale = db.query(
-        "SELECT count(*), ifnull(sum(last_heartbeat_at >= ?), 0),"
-        " ifnull(sum(last_heartbeat_at IS NULL OR last_heartbeat_at < ?), 0)"
-        " FROM workers WHERE removed_at IS NULL",
-        (at - active_s, at - stale_s),
-        action="count workers by state",
-    )[0]
-    return _metrics_dict(
-        by_status, by_type, oldest, int(runnable), at, (total_workers, active, stale)
-    )
-
-
-def _metrics_dict(
-    by_status: dict[str, int],
-    by_type: dict[str, int],
-    oldest: float | None,
-    runnable: int,
-    at: float,
-    workers: tuple[int, int, int],
-) -> dict[str, Any]:
-    completed, failed = by_status["completed"], by_status["failed"]
-    finished = completed + failed + by_status["cancelled"]
-    total_workers, active, stale = workers
-    return {
-        "queue_depth_by_status": by_status,
-        "queue_depth_by_type": dict(sorted(by_type.items())),
-        "oldest_queued_task_age_seconds": None if oldest is None else max(0.0, at - oldest),
-        "task_statistics": {
-            "total": sum(by_status.values()),
-            "finished": finished,
-            "runnable": runnable,
-            "delayed": by_status["queued"] - runnable,
-        },
-        "success_rate": _rate(completed, completed + failed),
-        "failure_rate": _rate(failed, completed + failed),
-        "total_workers": int(total_workers),
-        "active_workers": int(active),
-        "stale_workers": int(stale),
-    }
-
-
-def _queue_metrics_as_of(db: Store, at: float, active_s: float, stale_s: float) -> dict[str, Any]:
-    st = _states_at(db, at)
-    counts = np.bincount(st.status[st.status >= 0], minlength=len(TASK_STATUSES))
-    by_status = {s: int(counts[i]) for i, s in enumerate(TASK_STATUSES)}
-    queued = st.status == _QUEUED
-    type_counts = np.bincount(st.type_codes[queued], minlength=len(st.types))
-    by_type = {t: int(n) for t, n in zip(st.types, type_counts, strict=True) if n}
-    oldest = float(st.created_at[queued].min()) if queued.any() else None
-    runnable = int((queued & st.runnable).sum())
-    return _metrics_dict(
-        by_status, by_type, oldest, runnable, at, _workers_at(db, at, active_s, stale_s)
-    )
-
-
-# -- queue_depth ----------------------------------------------------------------------------
-def queue_depth(db: Store, *, now: Any = None) -> pd.DataFrame:
-    """How many tasks are in each status, by type.
-
-    Parameters
-    ----------
-    db : Store
-    now : time-like, optional
-        Answer as the store stood at this moment (replaying history when later events
-        exist); defaults to the current state.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``status`` (category, every status), ``type`` (category), ``count`` (int64): one
-        row per status and type with at least one task, ordered by status then type.
-
-    Examples
-    --------
-    >>> import qanalytics as qa
-    >>> with qa.connect(":memory:") as db:
-    ...     qa.queue_depth(db).columns.tolist()
-    ['status', 'type', 'count']
-    """
-    columns = {"status": STATUS_DTYPE, "type": "category", "count": "int64"}
-    if now is not None and _has_events_after(db, db.resolve_now(now)):
-        st = _states_at(db, db.resolve_now(now))
-        n_types = max(len(st.types), 1)
-        combined = np.bincount(
-            st.status * n_types + st.type_codes, minlength=len(TASK_STATUSES) * n_types
-        )
-        nz = np.flatnonzero(combined)
-        status_codes, type_codes, counts = nz // n_types, nz % n_types, combined[nz]
-        types = st.types
-    else:
-        rows = db.query(
-            "SELECT status, type, count(*) FROM tasks GROUP BY status, type",
-            action="count tasks by status and type",
-        )
-        types = sorted({r[1] for r in rows})
-        index = {t: i for i, t in enumerate(types)}
-        status_codes = np.array([TASK_STATUSES.index(r[0]) for r in rows], dtype="int64")
-        type_codes = np.array([index[r[1]] for r in rows], dtype="int64")
-        counts = np.array([r[2] for r in rows], dtype="int64")
-    if len(counts) == 0:
-        return empty_frame(columns)
-    frame = pd.DataFrame(
-        {
-            "status": pd.Categorical.from_codes(status_codes, dtype=STATUS_DTYPE),
-            "type": _categorical(type_codes, types),
-            "count": np.asarray(counts, dtype="int64"),
-        }
-    )
-    return frame.sort_values(["status", "type"], kind="stable").reset_index(drop=True)
 
 
 # -- success_rate and throughput ------------------------------------------------------------
@@ -1118,8 +619,6 @@ def utilization(
     """
     db.require("heartbeat_history", "utilization()")
     db.require("attempt_history", "utilization()")
-    from .liveness import alive_intervals
-
     width = _freq_seconds(freq)
     lo, hi, at = resolve_window(db, since, until, now)
     columns = {

@@ -30,7 +30,9 @@ import pandas as pd
 
 from .._time import parse_duration
 from ..read.common import resolve_window
-from ..store.sqlite import Store, connect
+from ..read.frames import tasks, workers
+from ..read.trends import success_rate
+from ..store import Store, connect
 
 __all__ = [
     "ReportWindow",
@@ -431,8 +433,6 @@ def report_window(db: Store, *, since: Any = "7d", now: Any = None) -> ReportWin
     -------
     ReportWindow
     """
-    from ..read.frames import tasks, workers
-
     lo, _hi, at = resolve_window(db, since, None, now)
     latest = db.latest_event_at()
     first: list[float] = []
@@ -700,8 +700,6 @@ def window_success(
         ``rate``, ``ci_low``, ``ci_high`` (float); worst rate first. No rows when nothing
         finished in the window.
     """
-    from ..read.trends import success_rate
-
     # Buckets are aligned to the epoch, so one bucket wider than `now` holds the window.
     width = float(math.floor(window.now) + 1)
     frame = success_rate(

@@ -1,12 +1,13 @@
 """The PostgreSQL queue store: the same API as the SQLite store, over a ``postgresql://`` URL.
 
 The package's SQL is written once, in SQLite's dialect. :class:`PgConnection` wraps a
-psycopg connection and offers the small part of the ``sqlite3.Connection`` interface the
-package uses (``execute``, ``executemany``, ``in_transaction``, ``close``): each statement
-is translated once by :func:`qanalytics._dialect.translate` and cached, and PostgreSQL
-errors are re-raised as ``sqlite3`` error classes, so the modules' error handling (and
-:func:`qanalytics.store.store_error`) works unchanged. What cannot be translated (the
-schema, PRAGMAs, row locks for claims, the Arrow reader) lives in :class:`PgStore`.
+psycopg connection as a :class:`~qanalytics.store.base.Connection` (``execute``,
+``executemany``, ``in_transaction``, ``close``): each statement is translated once by
+:func:`qanalytics.store.dialect.translate` and cached. psycopg's errors pass through
+unchanged; :class:`PgStore` maps them to :class:`~qanalytics.errors.QAnalyticsError`
+(:meth:`PgStore.map_error`), as the SQLite store maps ``sqlite3``'s. What cannot be
+translated (the schema, PRAGMAs, row locks for claims, the Arrow reader) lives in
+:class:`PgStore`.
 
 Requires the ``postgres`` extra: ``pip install 'qanalytics[postgres]'``.
 """
@@ -14,19 +15,25 @@ Requires the ``postgres`` extra: ``pip install 'qanalytics[postgres]'``.
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import urllib.parse
 import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .._time import Clock
-from ..errors import SchemaError, StoreError, UnsupportedError
+from ..errors import QAnalyticsError, ReadOnlyError, SchemaError, StoreError, UnsupportedError
+from .base import Store
 from .dialect import translate
 from .schema import SCHEMA_VERSION
-from .sqlite import Store, _collect_batches, _finish_columns
 
-__all__ = ["PG_MIGRATIONS", "PgConnection", "PgStore", "connect_postgres", "is_postgres_url"]
+__all__ = [
+    "PG_MIGRATIONS",
+    "PgConnection",
+    "PgStore",
+    "connect_postgres",
+    "is_postgres_url",
+    "store_error",
+]
 
 _INSTALL_HINT = "PostgreSQL stores need the psycopg driver: pip install 'qanalytics[postgres]'"
 
@@ -164,31 +171,32 @@ def _psycopg() -> Any:
     return psycopg
 
 
-# psycopg error classes (by SQLSTATE class) -> the sqlite3 class the package catches.
-def _sqlite_class(exc: Exception) -> type[sqlite3.Error]:
-    state = getattr(exc, "sqlstate", None) or ""
-    if state.startswith("23"):
-        return PgIntegrityError
-    if state.startswith(("22", "42")):
-        return PgProgrammingError
-    return PgOperationalError
+# SQLSTATE of a write refused in a read-only transaction (default_transaction_read_only).
+_READ_ONLY_SQL_TRANSACTION = "25006"
 
 
-class PgIntegrityError(sqlite3.IntegrityError):
-    """A PostgreSQL constraint violation, raised as ``sqlite3.IntegrityError``."""
+def _message(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
-class PgOperationalError(sqlite3.OperationalError):
-    """A PostgreSQL error, raised as ``sqlite3.OperationalError``."""
+def store_error(action: str, exc: Exception) -> QAnalyticsError:
+    """The :class:`QAnalyticsError` for a psycopg error; see :meth:`PgStore.map_error`.
 
+    Parameters
+    ----------
+    action : str
+        What was being done.
+    exc : psycopg.Error
 
-class PgProgrammingError(sqlite3.OperationalError):
-    """A PostgreSQL error in a statement or its data, raised as ``sqlite3.OperationalError``."""
-
-
-def _reraise(exc: Exception) -> sqlite3.Error:
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return _sqlite_class(exc)(message)
+    Returns
+    -------
+    ReadOnlyError or StoreError
+    """
+    message = _message(exc)
+    if getattr(exc, "sqlstate", None) == _READ_ONLY_SQL_TRANSACTION:
+        return ReadOnlyError(f"{action}: the store is read-only ({message})")
+    return StoreError(f"{action} failed: {message}")
 
 
 # SQLite PRAGMAs with a PostgreSQL meaning. PostgreSQL enforces foreign keys on every
@@ -241,10 +249,7 @@ class PgConnection:
             )
         t = translate(sql)
         cursor = self.raw.cursor()
-        try:
-            cursor.execute(t.sql, t.bind(tuple(params)))
-        except self._errors() as exc:
-            raise _reraise(exc) from exc
+        cursor.execute(t.sql, t.bind(tuple(params)))
         return cursor
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
@@ -261,10 +266,7 @@ class PgConnection:
         """
         t = translate(sql)
         cursor = self.raw.cursor()
-        try:
-            cursor.executemany(t.sql, [t.bind(tuple(row)) for row in rows])
-        except self._errors() as exc:
-            raise _reraise(exc) from exc
+        cursor.executemany(t.sql, [t.bind(tuple(row)) for row in rows])
         return cursor
 
     def executescript(self, script: str) -> Any:
@@ -274,11 +276,6 @@ class PgConnection:
     def close(self) -> None:
         """Close the connection."""
         self.raw.close()
-
-    @staticmethod
-    def _errors() -> type[Exception]:
-        error: type[Exception] = _psycopg().Error
-        return error
 
 
 class PgStore(Store):
@@ -300,8 +297,18 @@ class PgStore(Store):
     claim_index = ""
 
     def __init__(self, url: str, conn: PgConnection, *, readonly: bool, clock: Clock) -> None:
-        super().__init__(redact(url), conn, readonly=readonly, clock=clock)  # type: ignore[arg-type]
+        super().__init__(redact(url), conn, readonly=readonly, clock=clock)
         self.url = url
+
+    @property
+    def driver_errors(self) -> tuple[type[Exception], ...]:
+        """``(psycopg.Error,)``."""
+        return (_psycopg().Error,)
+
+    def map_error(self, action: str, exc: Exception) -> QAnalyticsError:
+        """:class:`ReadOnlyError` for a write refused by a read-only session, else
+        :class:`StoreError`; see :func:`store_error`."""
+        return store_error(action, exc)
 
     @property
     def in_memory(self) -> bool:
@@ -335,27 +342,8 @@ class PgStore(Store):
                 self._adbc = False
         return self._adbc or None
 
-    def _read_columns_adbc(
-        self,
-        reader: Any,
-        sql: str,
-        params: Sequence[Any],
-        columns: dict[str, str],
-        action: str,
-    ) -> dict[str, Any]:
-        t = translate(sql, "dollar")
-        cursor = reader.cursor()
-        try:
-            try:
-                cursor.execute(t.sql, tuple(params) if params else None)
-                raw = _collect_batches(cursor.fetch_record_batch(), columns, action)
-            except StoreError:
-                raise
-            except Exception as exc:  # the driver raises its own error hierarchy
-                raise StoreError(f"{action} failed: {exc}") from exc
-        finally:
-            cursor.close()
-        return _finish_columns(raw, columns)
+    def _reader_sql(self, sql: str) -> str:
+        return translate(sql, "dollar").sql
 
 
 def _with_options(url: str, *, readonly: bool) -> str:
@@ -471,7 +459,10 @@ def connect_postgres(url: str, *, readonly: bool, clock: Clock) -> PgStore:
     _configure(raw, psycopg)
     conn = PgConnection(raw)
     try:
-        _migrate(conn, url, readonly=readonly)
+        try:
+            _migrate(conn, url, readonly=readonly)
+        except psycopg.Error as exc:
+            raise StoreError(f"reading the schema of {redact(url)!r} failed: {exc}") from exc
     except BaseException:
         with contextlib.suppress(Exception):
             raw.close()

@@ -1,6 +1,6 @@
 """The SQLite queue store: opening, pragmas, transactions, read-only mode and migrations.
 
-All connections to a store go through :func:`connect`. Writers get WAL mode,
+All connections to a store go through :func:`qanalytics.connect`. Writers get WAL mode,
 ``synchronous=NORMAL``, a busy timeout and foreign keys; readers opened with
 ``readonly=True`` use SQLite's ``mode=ro`` and never create or change the file.
 """
@@ -12,51 +12,20 @@ import os
 import sqlite3
 import threading
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Literal, cast
+from typing import Any
 
-import numpy as np
-import pandas as pd
-
-from .._time import Clock, system_clock, to_epoch
-from ..errors import QAnalyticsError, ReadOnlyError, SchemaError, StoreError, UnsupportedError
+from .._time import Clock
+from ..errors import QAnalyticsError, ReadOnlyError, SchemaError, StoreError, StoreNotFound
+from . import classic
+from .base import NATIVE_CAPABILITIES, Store
 from .schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
-__all__ = ["BUSY_TIMEOUT_S", "LAYOUTS", "NATIVE_CAPABILITIES", "Store", "StoreNotFound", "connect"]
-
-#: The layouts :func:`connect` can read: a qanalytics store, or the classic queue layout.
-LAYOUTS = ("native", "classic")
-
-#: What a native store records. Other layouts record a subset (:attr:`Store.capabilities`).
-NATIVE_CAPABILITIES = frozenset(
-    {"tasks", "last_heartbeat", "heartbeat_history", "attempt_history", "worker_events"}
-)
-
-# What each capability holds, and what still works without it, for UnsupportedError.
-_CAPABILITY_TEXT = {
-    "heartbeat_history": (
-        "a heartbeat history (every beat, not only the last one)",
-        "workers() gives each worker's last heartbeat and staleness",
-    ),
-    "attempt_history": (
-        "per-attempt rows (every claim of a task with its outcome)",
-        "tasks(), success_rate(level='task'), throughput(), latency() and depth_timeline() "
-        "work from each task's final state",
-    ),
-    "worker_events": (
-        "worker registration and removal events",
-        "workers() lists the registered workers and their last heartbeat",
-    ),
-}
+__all__ = ["BUSY_TIMEOUT_S", "SQLiteStore", "open_sqlite", "store_error", "wrap_errors"]
 
 #: How long a writer waits for the write lock before giving up, in seconds.
 BUSY_TIMEOUT_S = 30.0
-
-
-class StoreNotFound(QAnalyticsError, FileNotFoundError):
-    """The store file does not exist (and was opened read-only, so it is not created)."""
 
 
 def _sqlite_message(exc: sqlite3.Error) -> str:
@@ -154,38 +123,17 @@ def _in_use(path: str) -> bool:
         return fid is not None and _open_files.get(fid, 0) > 0
 
 
-class Store:
-    """An open qanalytics queue store.
+class SQLiteStore(Store):
+    """A qanalytics store in a SQLite file (or in memory).
 
-    Create one with :func:`connect`. A store is a context manager that closes its
-    connection on exit.
-
-    Attributes
-    ----------
-    path : str
-        The database file, or ``":memory:"``.
-    readonly : bool
-        Whether the store was opened read-only.
-    clock : callable
-        Returns the current UTC time as epoch seconds; every write stamps time from it.
-    conn : sqlite3.Connection
-        The underlying connection (autocommit; use :meth:`transaction` to write).
-    layout : {"native", "classic"}
-        ``"native"`` for a qanalytics store. ``"classic"`` for a classic queue database
-        (``task_queue`` and ``workers`` tables) opened read-only: the connection then holds
-        TEMP views that present it in the native shape (see :mod:`qanalytics.classic`).
-    capabilities : frozenset of str
-        What the store records: ``"tasks"``, ``"last_heartbeat"``, ``"heartbeat_history"``,
-        ``"attempt_history"``, ``"worker_events"``. Questions that need a missing one raise
-        :class:`UnsupportedError` (:meth:`require`).
+    Created by :func:`qanalytics.connect` for a path, a ``sqlite:///`` URL or
+    ``":memory:"``. Large reads of a file go through the ADBC SQLite driver.
     """
 
-    #: The SQL dialect: ``"sqlite"``, or ``"postgresql"`` for a PostgreSQL store.
     dialect = "sqlite"
-    #: Appended to the claim's SELECT; SQLite's BEGIN IMMEDIATE already excludes claimers.
-    claim_lock = ""
     #: Names the claim's index: without statistics SQLite's planner picks the (status,
     #: type) index and sorts every queued task on each claim (36 claims/s at 200k queued).
+    #: SQLite's BEGIN IMMEDIATE already excludes other claimers, so no row lock is needed.
     claim_index = " INDEXED BY tasks_claim"
 
     def __init__(
@@ -198,70 +146,15 @@ class Store:
         layout: str = "native",
         capabilities: frozenset[str] = NATIVE_CAPABILITIES,
     ) -> None:
-        self.path = path
-        self.conn = conn
-        self.readonly = readonly
-        self.clock = clock
-        self.layout = layout
-        self.capabilities = capabilities
-        self._adbc: Any = None
-        self._closed = False
-        self._fid = None if path == ":memory:" or "://" in path else _file_id(path)
+        super().__init__(
+            path, conn, readonly=readonly, clock=clock, layout=layout, capabilities=capabilities
+        )
+        self._fid = None if path == ":memory:" else _file_id(path)
         if self._fid is not None:
             with _files_lock:
                 _open_files[self._fid] = _open_files.get(self._fid, 0) + 1
 
-    # -- life cycle ---------------------------------------------------------------------
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        mode = "readonly" if self.readonly else "readwrite"
-        if self.layout != "native":
-            mode += f", {self.layout} layout"
-        state = ", closed" if self._closed else ""
-        return f"<qanalytics.Store {self.path!r} ({mode}{state})>"
-
-    def require(self, capability: str, question: str) -> None:
-        """Raise :class:`UnsupportedError` unless the store records `capability`.
-
-        Parameters
-        ----------
-        capability : str
-            One of :data:`NATIVE_CAPABILITIES`.
-        question : str
-            What the caller answers, e.g. ``"outages()"``, for the message.
-
-        Raises
-        ------
-        UnsupportedError
-            If the store's layout lacks the data; the message says what is missing and
-            what works instead.
-        """
-        if capability in self.capabilities:
-            return
-        needs, instead = _CAPABILITY_TEXT.get(capability, (capability, ""))
-        message = (
-            f"{question} needs {needs}, which the {self.layout} queue layout of "
-            f"{self.path!r} does not record"
-        )
-        raise UnsupportedError(message + (f"; {instead}" if instead else ""))
-
-    def close(self) -> None:
-        """Close the store's connections. Closing twice is harmless."""
-        if self._closed:
-            return
-        self._closed = True
-        readers = [self._adbc] if self._adbc else []
-        self._adbc = None
+    def _close_readers(self, readers: list[Any]) -> None:
         if self._fid is not None:
             with _files_lock:
                 left = _open_files.get(self._fid, 1) - 1
@@ -274,229 +167,22 @@ class Store:
                 else:
                     _open_files.pop(self._fid, None)
                     readers += _deferred_readers.pop(self._fid, [])
-        for reader in readers:
-            with contextlib.suppress(Exception):  # best effort on a side reader
-                reader.close()
-        self.conn.close()
+        super()._close_readers(readers)
 
     @property
     def in_memory(self) -> bool:
         """Whether the store lives in memory rather than in a file."""
         return self.path == ":memory:"
 
-    def now(self) -> float:
-        """The store clock's current time, epoch seconds.
+    @property
+    def driver_errors(self) -> tuple[type[Exception], ...]:
+        """``(sqlite3.Error,)``."""
+        return (sqlite3.Error,)
 
-        Returns
-        -------
-        float
-        """
-        return float(self.clock())
-
-    def resolve_now(self, now: Any = None) -> float:
-        """Resolve a ``now=`` argument to epoch seconds.
-
-        Parameters
-        ----------
-        now : time-like, "latest" or None
-            None means the store clock; ``"latest"`` the latest recorded event
-            (:meth:`latest_event_at`); anything else an absolute time (epoch seconds,
-            ISO 8601 string, datetime).
-
-        Returns
-        -------
-        float
-        """
-        if now is None:
-            return self.now()
-        if isinstance(now, str) and now.strip().lower() == "latest":
-            latest = self.latest_event_at()
-            return self.now() if latest is None else latest
-        return to_epoch(now, name="now")
-
-    # -- writing ------------------------------------------------------------------------
-    def require_writable(self, action: str) -> None:
-        """Raise :class:`ReadOnlyError` if the store was opened read-only.
-
-        Parameters
-        ----------
-        action : str
-            What the caller was about to do, for the message.
-        """
-        if self.readonly:
-            raise ReadOnlyError(f"cannot {action}: the store {self.path!r} is open read-only")
-
-    @contextlib.contextmanager
-    def transaction(self, action: str = "write") -> Iterator[sqlite3.Connection]:
-        """Run a block in one ``BEGIN IMMEDIATE`` transaction.
-
-        Commits when the block ends normally and rolls back on any exception. Nested
-        calls join the outer transaction.
-
-        Parameters
-        ----------
-        action : str, default "write"
-            What the transaction does, used in error messages.
-
-        Yields
-        ------
-        sqlite3.Connection
-            The connection to execute statements on.
-
-        Raises
-        ------
-        ReadOnlyError
-            If the store is read-only.
-        StoreError
-            If SQLite fails (for example the write lock could not be taken in time).
-        """
-        self.require_writable(action)
-        conn = self.conn
-        if conn.in_transaction:
-            yield conn
-            return
-        with wrap_errors(action):
-            conn.execute("BEGIN IMMEDIATE")
-        try:
-            with wrap_errors(action):
-                yield conn
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        try:
-            with wrap_errors(action):
-                conn.execute("COMMIT")
-        except BaseException:
-            # A failed COMMIT leaves the transaction open; later calls would join it.
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-
-    # -- reading ------------------------------------------------------------------------
-    def query(self, sql: str, params: Sequence[Any] = (), *, action: str = "query") -> list[Any]:
-        """Run a read query on the main connection and return all rows.
-
-        Parameters
-        ----------
-        sql : str
-            The statement, with ``?`` placeholders.
-        params : sequence
-            Bound parameters.
-        action : str
-            What the query is for, used in error messages.
-
-        Returns
-        -------
-        list of tuple
-        """
-        with wrap_errors(action):
-            return self.conn.execute(sql, tuple(params)).fetchall()
-
-    def read_frame(
-        self,
-        sql: str,
-        params: Sequence[Any] = (),
-        *,
-        columns: dict[str, str],
-        action: str = "read",
-    ) -> pd.DataFrame:
-        """Run a query and return its rows as a DataFrame, quickly.
-
-        File-backed stores are read through the Arrow-native ADBC SQLite driver on a
-        separate read-only connection (3-4x faster than a ``sqlite3`` cursor on large
-        results). In-memory stores, or a missing driver, use the ``sqlite3`` cursor.
-
-        The ADBC driver infers column types from the first rows and fails on a column
-        that starts with NULLs, so nullable columns are read through a sentinel: write
-        them as ``IFNULL(x, -1.0)`` (kind ``"time?"``: negative becomes NaN) or
-        ``IFNULL(x, -1)`` (kind ``"int?"``: negative becomes ``<NA>`` in an ``Int64``
-        column), or ``IFNULL(x, '')`` for text (kind ``"str?"``: empty becomes None).
-
-        Parameters
-        ----------
-        sql : str
-            The statement, with ``?`` placeholders.
-        params : sequence
-            Bound parameters.
-        columns : dict of str to str
-            The result's column names in order and their kinds: ``"float64"``,
-            ``"int64"``, ``"str"``, or the sentinel-mapped ``"time?"``, ``"int?"``,
-            ``"str?"``.
-        action : str
-            What the read is for, used in error messages.
-
-        Returns
-        -------
-        pandas.DataFrame
-            One column per entry of `columns`, with those dtypes (``"str"`` columns are
-            object arrays of Python strings).
-
-        See Also
-        --------
-        read_columns : The same read as column arrays, without building a frame.
-        """
-        data = self.read_columns(sql, params, columns=columns, action=action)
-        for name, kind in columns.items():
-            if kind in ("str", "str?"):
-                # Keep Python strings and None: pandas would otherwise infer its string
-                # dtype, where a missing value becomes NaN.
-                data[name] = pd.Series(data[name], dtype=object, copy=False)
-        # The arrays are fresh and owned by nobody else, so the frame may keep them.
-        return pd.DataFrame(data, columns=list(columns), copy=False)
-
-    def read_columns(
-        self,
-        sql: str,
-        params: Sequence[Any] = (),
-        *,
-        columns: dict[str, str],
-        action: str = "read",
-    ) -> dict[str, Any]:
-        """Run a query and return its columns as arrays, for callers that build their own frame.
-
-        Reads as :meth:`read_frame` does (same kinds, sentinels and dtypes) but skips the
-        intermediate DataFrame, so a caller that converts the columns anyway (codes to a
-        categorical, epoch seconds to timestamps) holds each column only once.
-
-        Parameters
-        ----------
-        sql : str
-            The statement, with ``?`` placeholders.
-        params : sequence
-            Bound parameters.
-        columns : dict of str to str
-            The result's column names in order and their kinds, as for :meth:`read_frame`.
-        action : str
-            What the read is for, used in error messages.
-
-        Returns
-        -------
-        dict of str to array
-            One entry per entry of `columns`, in order: numpy arrays (``float64``,
-            ``int64`` or object), or an ``Int64`` :class:`pandas.arrays.IntegerArray` for
-            kind ``"int?"``.
-        """
-        names = list(columns)
-        # The side reader cannot see this connection's TEMP views, which other layouts
-        # are read through.
-        if not self.in_memory and not self.conn.in_transaction and self.layout == "native":
-            reader = self._adbc_connection()
-            if reader is not None:
-                return self._read_columns_adbc(reader, sql, params, columns, action)
-        with wrap_errors(action):
-            rows = self.conn.execute(sql, tuple(params)).fetchall()
-        raw: dict[str, Any] = {}
-        for i, name in enumerate(names):
-            kind = columns[name]
-            values = [row[i] for row in rows]
-            if kind in ("str", "str?"):
-                raw[name] = np.array(values, dtype=object)
-            elif kind == "int?" or kind == "int64":
-                raw[name] = np.array(values, dtype="int64")
-            else:
-                raw[name] = np.array(values, dtype="float64")
-        return _finish_columns(raw, columns)
+    def map_error(self, action: str, exc: Exception) -> QAnalyticsError:
+        """See :meth:`Store.map_error` and :func:`store_error`."""
+        assert isinstance(exc, sqlite3.Error)
+        return store_error(action, exc)
 
     def _adbc_connection(self) -> Any:
         if self._adbc is None:
@@ -512,60 +198,11 @@ class Store:
                 self._adbc = False
         return self._adbc or None
 
-    def _read_columns_adbc(
-        self,
-        reader: Any,
-        sql: str,
-        params: Sequence[Any],
-        columns: dict[str, str],
-        action: str,
-    ) -> dict[str, Any]:
-        cursor = reader.cursor()
-        try:
-            try:
-                # The driver's default of 1,024 rows a batch means thousands of Python
-                # round trips for a long history; larger batches stay a few MiB each.
-                cursor.adbc_statement.set_options(**{_ADBC_BATCH_ROWS: str(_ADBC_BATCH_SIZE)})
-                cursor.execute(sql, tuple(params) if params else None)
-                raw = _collect_batches(cursor.fetch_record_batch(), columns, action)
-            except StoreError:
-                raise
-            except Exception as exc:  # the driver raises its own error hierarchy
-                raise StoreError(f"{action} failed: {exc}") from exc
-        finally:
-            cursor.close()
-        return _finish_columns(raw, columns)
+    def _prepare_cursor(self, cursor: Any) -> None:
+        # The driver's default of 1,024 rows a batch means thousands of Python round
+        # trips for a long history; larger batches stay a few MiB each.
+        cursor.adbc_statement.set_options(**{_ADBC_BATCH_ROWS: str(_ADBC_BATCH_SIZE)})
 
-    def latest_event_at(self) -> float | None:
-        """The time of the latest recorded event: a beat, registration, claim or finish.
-
-        Returns
-        -------
-        float or None
-            Epoch seconds; None for an empty store.
-        """
-        if self.layout != "native":
-            row = self.query(
-                "SELECT max(x) FROM ("
-                " SELECT max(last_heartbeat_at) AS x FROM workers UNION ALL"
-                " SELECT max(created_at) FROM tasks UNION ALL"
-                " SELECT max(started_at) FROM tasks UNION ALL"
-                " SELECT max(finished_at) FROM tasks) AS events",
-                action="find the latest recorded event",
-            )[0]
-            return None if row[0] is None else float(row[0])
-        row = self.query(
-            "SELECT max(x) FROM ("
-            " SELECT max(at) AS x FROM heartbeats UNION ALL"
-            " SELECT max(at) FROM worker_events UNION ALL"
-            " SELECT max(created_at) FROM tasks UNION ALL"
-            " SELECT max(claimed_at) FROM attempts UNION ALL"
-            " SELECT max(finished_at) FROM attempts) AS events",
-            action="find the latest recorded event",
-        )[0]
-        return None if row[0] is None else float(row[0])
-
-    # -- schema -------------------------------------------------------------------------
     @property
     def schema_version(self) -> int:
         """The store's ``PRAGMA user_version``.
@@ -580,67 +217,6 @@ class Store:
 #: The ADBC SQLite statement option that sets how many rows each Arrow batch holds.
 _ADBC_BATCH_ROWS = "adbc.sqlite.query.batch_rows"
 _ADBC_BATCH_SIZE = 1 << 16
-
-
-def _collect_batches(batches: Any, columns: dict[str, str], action: str) -> dict[str, Any]:
-    # Copy each Arrow batch straight into one growing numpy array per column and drop the
-    # batch: keeping the whole Arrow table next to numpy copies doubled the peak memory.
-    # ndarray.resize reallocates in place (large blocks are remapped, not copied), and
-    # growing by half keeps the touched-but-unused tail small; it is trimmed at the end.
-    names = list(columns)
-    numeric: dict[str, np.ndarray] = {}
-    text: dict[str, list[list[Any]]] = {}
-    for name, kind in columns.items():
-        if kind in ("str", "str?"):
-            text[name] = []
-        else:
-            numeric[name] = np.empty(0, dtype="float64" if kind in _FLOAT_KINDS else "int64")
-    size = capacity = 0
-    for batch in batches:
-        rows = batch.num_rows
-        if size + rows > capacity:
-            capacity = max(size + rows, capacity + capacity // 2)
-            for array in numeric.values():
-                array.resize(capacity, refcheck=False)
-        for i, name in enumerate(names):
-            column = batch.column(i)
-            if name in text:
-                text[name].append(column.to_pylist())
-            elif column.null_count:
-                raise StoreError(f"{action}: column {name!r} holds NULLs; read it via IFNULL")
-            else:
-                numeric[name][size : size + rows] = column.to_numpy(zero_copy_only=False)
-        size += rows
-    raw: dict[str, Any] = {}
-    for name in names:
-        if name in text:
-            values = np.empty(size, dtype=object)
-            values[:] = [item for part in text[name] for item in part]
-            raw[name] = values
-        else:
-            array = numeric[name]
-            array.resize(size, refcheck=False)
-            raw[name] = array
-    return raw
-
-
-_FLOAT_KINDS = ("float64", "time?")
-
-
-def _finish_columns(raw: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
-    # Sentinels are replaced in place: the arrays are fresh, and copies would cost a
-    # full column each on a long history.
-    data: dict[str, Any] = {}
-    for name, kind in columns.items():
-        values = raw[name]
-        if kind == "time?":
-            values[values < 0] = np.nan
-        elif kind == "int?":
-            values = pd.arrays.IntegerArray(values, values < 0)
-        elif kind == "str?":
-            values[values == ""] = None
-        data[name] = values
-    return data
 
 
 # SQLITE_NOTADB and SQLITE_CORRUPT: the file's bytes are not a usable SQLite database.
@@ -692,10 +268,8 @@ def _migrate(conn: sqlite3.Connection, path: str, *, readonly: bool) -> None:
                 "(no qanalytics schema found)"
             )
         if tables:
-            from .classic import is_classic
-
             with contextlib.suppress(sqlite3.Error):
-                if is_classic(conn):
+                if classic.is_classic(conn):
                     raise SchemaError(
                         f"{path!r} is a classic queue database; qanalytics only reads it: "
                         "connect(path, readonly=True)"
@@ -744,79 +318,24 @@ def _split_sql(script: str) -> list[str]:
     return statements
 
 
-def connect(
-    target: str | os.PathLike[str] = ":memory:",
-    *,
-    readonly: bool = False,
-    clock: Clock | Literal["latest"] | None = None,
-    layout: Literal["auto", "native", "classic"] = "auto",
-) -> Store:
-    """Open (and if needed create) a qanalytics queue store.
+def open_sqlite(
+    target: str | os.PathLike[str], *, readonly: bool, clock: Clock, layout: str
+) -> SQLiteStore:
+    """Open (and if needed create and migrate) a SQLite store; see :func:`qanalytics.connect`.
 
     Parameters
     ----------
-    target : str or os.PathLike, default ":memory:"
-        A file path, a :class:`pathlib.Path`, a ``sqlite:///path`` URL, ``":memory:"``,
-        or a ``postgresql://user@host:port/db`` URL for a PostgreSQL store (needs the
-        ``postgres`` extra: ``pip install 'qanalytics[postgres]'``).
-    readonly : bool, default False
-        Open the file read-only (SQLite ``mode=ro``): never create it, never migrate
-        it, and raise :class:`ReadOnlyError` on any write.
-    clock : callable or "latest", optional
-        Returns the current UTC time as epoch seconds; every write stamps time from it.
-        Defaults to :func:`time.time`. Tests and simulations pass a fake clock.
-        ``"latest"`` freezes "now" at the store's latest recorded event
-        (:meth:`Store.latest_event_at`), so a historical file (``data/sample.db``, a copy
-        taken during an incident) is read as it stood when its last event was written
-        rather than as of today, when every worker would look stale.
-    layout : {"auto", "native", "classic"}, default "auto"
-        ``"auto"`` opens a qanalytics store, or (read-only) a classic queue database:
-        tables ``task_queue`` and ``workers`` with ``heartbeat_utc``, no qanalytics
-        schema. ``"classic"`` insists on the classic layout and ``"native"`` refuses it.
-        A classic database is only read: the connection presents it in the native shape
-        through TEMP views that live in the connection, never in the file, and questions
-        its data cannot answer raise :class:`UnsupportedError` (see
-        :mod:`qanalytics.classic`). A WAL-mode file with no ``-wal`` beside it (no
-        writer has it open) is opened ``immutable`` so nothing is created next to it.
+    target : str or os.PathLike
+        A path, a ``sqlite:///`` URL or ``":memory:"``.
+    readonly : bool
+    clock : callable
+    layout : {"auto", "native", "classic"}
+        Already checked by :func:`qanalytics.connect`.
 
     Returns
     -------
-    Store
-        Usable as a context manager.
-
-    Raises
-    ------
-    StoreNotFound
-        If `readonly` is set and the file does not exist.
-    SchemaError
-        If the file is not SQLite, is SQLite without the qanalytics schema (read-only, or
-        with other tables), has a newer schema than this code, or does not have the
-        `layout` asked for.
-    StoreError
-        If SQLite cannot open the file (for example, a directory).
-
-    Examples
-    --------
-    >>> import qanalytics as qa
-    >>> with qa.connect(":memory:") as db:
-    ...     qa.register_worker(db, "w1", {"gpu": True})
+    SQLiteStore
     """
-    latest = isinstance(clock, str) and clock == "latest"
-    if clock is not None and not latest and not callable(clock):
-        raise TypeError(
-            f"clock must be a callable returning epoch seconds or 'latest', not {clock!r}"
-        )
-    if not isinstance(readonly, bool):
-        raise TypeError(f"readonly must be a bool, not {type(readonly).__name__}")
-    if isinstance(target, str) and target.lower().startswith(("postgresql://", "postgres://")):
-        from .postgres import connect_postgres
-
-        pg = connect_postgres(target, readonly=readonly, clock=system_clock)
-        return _set_clock(pg, clock, isinstance(clock, str) and clock == "latest")
-    if layout not in ("auto", *LAYOUTS):
-        raise ValueError(f"layout={layout!r} must be 'auto', 'native' or 'classic'")
-    if layout == "classic" and not readonly:
-        raise ValueError("layout='classic' is read-only: pass readonly=True")
     path = _target_path(target)
     memory = path == ":memory:"
     if not memory and os.path.isdir(path):
@@ -844,15 +363,9 @@ def connect(
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000):d}")
         classic = _classic_layout(conn, path, layout, readonly=readonly)
         if classic is not None:
-            store = Store(
-                path,
-                conn,
-                readonly=True,
-                clock=system_clock,
-                layout="classic",
-                capabilities=classic,
+            return SQLiteStore(
+                path, conn, readonly=True, clock=clock, layout="classic", capabilities=classic
             )
-            return _set_clock(store, clock, latest)
         _migrate(conn, path, readonly=readonly)
         with wrap_errors(f"set up the connection to {path!r}"):
             conn.execute("PRAGMA foreign_keys = ON")
@@ -864,20 +377,8 @@ def connect(
     except BaseException:
         conn.close()
         raise
-    return _set_clock(Store(path, conn, readonly=readonly, clock=system_clock), clock, latest)
+    return SQLiteStore(path, conn, readonly=readonly, clock=clock)
 
-
-def _set_clock(store: Store, clock: Any, latest: bool) -> Store:
-    try:
-        if latest:
-            frozen = store.latest_event_at()
-            store.clock = (lambda: frozen) if frozen is not None else system_clock
-        elif clock is not None:
-            store.clock = cast(Clock, clock)
-    except BaseException:
-        store.close()
-        raise
-    return store
 
 
 def _quiet_wal(path: str) -> bool:
@@ -902,9 +403,7 @@ def _open_readonly(path: str, layout: str) -> sqlite3.Connection:
         # turns out to be a qanalytics store, whose readers keep their usual behaviour.
         conn = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None)
         try:
-            from .classic import is_classic
-
-            if layout == "classic" or is_classic(conn):
+            if layout == "classic" or classic.is_classic(conn):
                 return conn
         except sqlite3.Error:
             pass  # not a database: the usual path says so
@@ -918,8 +417,6 @@ def _classic_layout(
     """The capabilities of a classic database opened as such, or None for the native path."""
     if path == ":memory:" or not readonly:
         return None  # writers refuse a classic file in _migrate
-    from . import classic
-
     _version, app_id, _tables = _check_is_sqlite(conn, path)
     if app_id == APPLICATION_ID and layout != "classic":
         return None

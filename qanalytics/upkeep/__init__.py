@@ -1,21 +1,27 @@
-"""Retention and rollups, checkpoint, vacuum, integrity check and statistics."""
+"""Upkeep: retention and rollups, checkpoint, vacuum, integrity check and statistics.
+
+Also importable as ``qanalytics.maintenance`` (``qa.maintenance.prune``), its name before
+the package was split by layer. The rollup readers live with the read side
+(:mod:`qanalytics.read.rollups`) and are re-exported here.
+"""
 
 from __future__ import annotations
 
-from .retention import (
-    CHECKPOINT_MODES,
+from ..read.rollups import (
     ROLLUP_SECONDS,
-    CheckpointResult,
-    PruneResult,
-    VacuumResult,
-    checkpoint,
     heartbeat_rollups,
     history_horizon,
-    integrity_check,
-    prune,
     raw_history_starts_at,
     rollup_columns,
     rollup_totals,
+)
+from .retention import PruneResult, prune
+from .storage import (
+    CHECKPOINT_MODES,
+    CheckpointResult,
+    VacuumResult,
+    checkpoint,
+    integrity_check,
     stats,
     vacuum,
 )

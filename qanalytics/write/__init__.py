@@ -18,7 +18,6 @@ from .tasks import (
 from .workers import (
     MAX_ID_LENGTH,
     Worker,
-    active_workers,
     check_worker_id,
     classify,
     get_worker,
@@ -26,7 +25,6 @@ from .workers import (
     list_workers,
     register_worker,
     remove_worker,
-    stale_workers,
 )
 
 __all__ = [
@@ -34,7 +32,6 @@ __all__ = [
     "Orphan",
     "Task",
     "Worker",
-    "active_workers",
     "backoff_delay",
     "cancel",
     "check_worker_id",
@@ -51,5 +48,4 @@ __all__ = [
     "register_worker",
     "remove_worker",
     "requeue_orphans",
-    "stale_workers",
 ]

@@ -18,7 +18,8 @@ import pandas as pd
 
 from .._time import parse_duration, to_datetime, to_epoch
 from ..errors import InvalidTransition, TaskNotFound, WorkerNotFound
-from ..store.sqlite import Store, wrap_errors
+from ..state import STALE_AFTER_S, stale_sql
+from ..store import Store
 from .workers import check_worker_id, encode_json
 
 __all__ = [
@@ -542,17 +543,17 @@ class Orphan:
 
 
 def _orphan_rows(conn: Any, at: float, stale_s: float) -> list[Orphan]:
+    is_stale, stale_params = stale_sql("w.last_heartbeat_at", at, stale_s)
     rows = conn.execute(
         "SELECT t.id, t.type, w.worker_id, t.attempts, t.max_attempts,"
         " CASE WHEN w.removed_at IS NOT NULL THEN 'worker removed'"
-        "      WHEN w.last_heartbeat_at IS NULL OR w.last_heartbeat_at < ?1"
-        "        THEN 'worker stale'"
+        f"      WHEN {is_stale} THEN 'worker stale'"
         "      ELSE 'lease expired' END"
         " FROM tasks t LEFT JOIN workers w ON w.worker_key = t.worker_key"
-        " WHERE t.status = 'processing' AND (t.lease_until < ?2 OR w.removed_at IS NOT NULL"
-        "   OR w.last_heartbeat_at IS NULL OR w.last_heartbeat_at < ?1)"
+        " WHERE t.status = 'processing' AND (t.lease_until < ? OR w.removed_at IS NOT NULL"
+        f"   OR {is_stale})"
         " ORDER BY t.id",
-        (at - stale_s, at),
+        (*stale_params, at, *stale_params),
     ).fetchall()
     return [
         Orphan(
@@ -568,7 +569,7 @@ def _orphan_rows(conn: Any, at: float, stale_s: float) -> list[Orphan]:
     ]
 
 
-def find_orphans(db: Store, *, stale_after: Any = "5min", now: Any = None) -> list[Orphan]:
+def find_orphans(db: Store, *, stale_after: Any = STALE_AFTER_S, now: Any = None) -> list[Orphan]:
     """The tasks :func:`requeue_orphans` would take back now, without changing anything.
 
     Works on a read-only store, so an engineer can look before acting.
@@ -576,7 +577,7 @@ def find_orphans(db: Store, *, stale_after: Any = "5min", now: Any = None) -> li
     Parameters
     ----------
     db : Store
-    stale_after : float or str, default "5min"
+    stale_after : float or str, default 300
     now : time-like, optional
         Defaults to the store clock.
 
@@ -587,11 +588,13 @@ def find_orphans(db: Store, *, stale_after: Any = "5min", now: Any = None) -> li
     """
     stale_s = parse_duration(stale_after, name="stale_after")
     at = db.resolve_now(now)
-    with wrap_errors("find orphaned tasks"):
+    with db.wrap_errors("find orphaned tasks"):
         return _orphan_rows(db.conn, at, stale_s)
 
 
-def requeue_orphans(db: Store, *, stale_after: Any = "5min", now: Any = None) -> list[int]:
+def requeue_orphans(
+    db: Store, *, stale_after: Any = STALE_AFTER_S, now: Any = None
+) -> list[int]:
     """Take back tasks whose holder is gone, and queue them again.
 
     A processing task is orphaned when its lease has expired, or its worker is
@@ -604,7 +607,7 @@ def requeue_orphans(db: Store, *, stale_after: Any = "5min", now: Any = None) ->
     ----------
     db : Store
         A writable store.
-    stale_after : float or str, default "5min"
+    stale_after : float or str, default 300
     now : time-like, optional
         Defaults to the store clock.
 

@@ -9,23 +9,20 @@ registering the same id again revives it.
 from __future__ import annotations
 
 import json
-import math
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-import pandas as pd
-
-from .._time import parse_duration, to_datetime
+from .._time import to_datetime
 from ..errors import WorkerNotFound
-from ..store.sqlite import Store, store_error
+from ..state import classify
+from ..store import Store
+from ..store.base import Connection
 
 __all__ = [
     "MAX_ID_LENGTH",
     "Worker",
-    "active_workers",
     "check_worker_id",
     "classify",
     "get_worker",
@@ -33,13 +30,11 @@ __all__ = [
     "list_workers",
     "register_worker",
     "remove_worker",
-    "stale_workers",
 ]
 
 #: The longest worker id or task type accepted, in characters.
 MAX_ID_LENGTH = 200
 
-WorkerState = Literal["active", "late", "stale", "removed"]
 
 
 @dataclass(frozen=True)
@@ -312,8 +307,8 @@ def heartbeat(db: Store, worker_id: str, *, task_id: int | None = None) -> bool:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-    except sqlite3.Error as exc:
-        raise store_error(f"heartbeat for worker {worker_id!r}", exc) from exc
+    except db.driver_errors as exc:
+        raise db.map_error(f"heartbeat for worker {worker_id!r}", exc) from exc
     return recorded
 
 
@@ -324,7 +319,7 @@ _UPDATE_LAST_BEAT = (
 _INSERT_BEAT = "INSERT INTO heartbeats (worker_key, at, task_id) VALUES (?, ?, ?)"
 
 
-def _record_beat(conn: sqlite3.Connection, now: float, worker_id: str, task_id: int | None) -> bool:
+def _record_beat(conn: Connection, now: float, worker_id: str, task_id: int | None) -> bool:
     row = conn.execute(_UPDATE_LAST_BEAT, (now, worker_id)).fetchone()
     if row is None:
         return False
@@ -410,123 +405,3 @@ def list_workers(db: Store, *, include_removed: bool = False) -> list[Worker]:
         action="list workers",
     )
     return [_worker_from_row(row) for row in rows]
-
-
-def _threshold(value: Any, name: str) -> float:
-    return parse_duration(value, name=name)
-
-
-def _now(db: Store, now: Any) -> float:
-    return db.resolve_now(now)
-
-
-def active_workers(db: Store, within: Any = 60, *, now: Any = None) -> list[Worker]:
-    """Workers whose last heartbeat is at most `within` old.
-
-    Parameters
-    ----------
-    db : Store
-    within : float or str, default 60
-        Seconds or a duration string.
-    now : time-like, optional
-        The moment to judge at; defaults to the store clock. A past moment is answered
-        from the heartbeat history, as the registry stood then.
-
-    Returns
-    -------
-    list of Worker
-        Most recent heartbeat first; removed workers are never active.
-    """
-    within_s = _threshold(within, "within")
-    if now is not None:
-        return _as_of(db, now, active_within=within_s, stale_after=within_s, state="active")
-    limit = _now(db, now) - within_s
-    rows = db.query(
-        f"SELECT {_WORKER_COLUMNS} FROM workers WHERE removed_at IS NULL"
-        " AND last_heartbeat_at >= ? ORDER BY last_heartbeat_at DESC, worker_id",
-        (limit,),
-        action="list active workers",
-    )
-    return [_worker_from_row(row) for row in rows]
-
-
-def stale_workers(db: Store, after: Any = 300, *, now: Any = None) -> list[Worker]:
-    """Workers whose last heartbeat is more than `after` old.
-
-    Parameters
-    ----------
-    db : Store
-    after : float or str, default 300
-        Seconds or a duration string.
-    now : time-like, optional
-        The moment to judge at; defaults to the store clock.
-
-    Returns
-    -------
-    list of Worker
-        Oldest heartbeat first; removed workers are not listed.
-    """
-    after_s = _threshold(after, "after")
-    if now is not None:
-        return _as_of(db, now, active_within=0.0, stale_after=after_s, state="stale")
-    limit = _now(db, now) - after_s
-    rows = db.query(
-        f"SELECT {_WORKER_COLUMNS} FROM workers WHERE removed_at IS NULL"
-        " AND (last_heartbeat_at IS NULL OR last_heartbeat_at < ?)"
-        " ORDER BY last_heartbeat_at, worker_id",
-        (limit,),
-        action="list stale workers",
-    )
-    return [_worker_from_row(row) for row in rows]
-
-
-def _as_of(
-    db: Store, now: Any, *, active_within: float, stale_after: float, state: str
-) -> list[Worker]:
-    # The registry row holds only the latest beat; a past moment needs the history.
-    from ..read.frames import workers as workers_frame
-
-    frame = workers_frame(db, now=now, active_within=active_within, stale_after=stale_after)
-    chosen = frame[frame["state"] == state].sort_values(
-        ["last_heartbeat_at", "worker_id"], ascending=[state == "stale", True], kind="stable"
-    )
-
-    def when(value: Any) -> datetime | None:
-        return None if pd.isna(value) else value.to_pydatetime()
-
-    columns: list[list[Any]] = [
-        chosen[name].tolist()
-        for name in ("worker_id", "capabilities", "registered_at", "last_heartbeat_at")
-    ]
-    return [
-        Worker(
-            worker_id=str(worker_id),
-            capabilities=dict(capabilities),
-            registered_at=when(registered),
-            last_heartbeat_at=when(last),
-        )
-        for worker_id, capabilities, registered, last in zip(*columns, strict=True)
-    ]
-
-
-def classify(since_heartbeat_s: float, active_within: float, stale_after: float) -> WorkerState:
-    """Classify a worker by the age of its last heartbeat.
-
-    Parameters
-    ----------
-    since_heartbeat_s : float
-        Seconds since the last heartbeat (NaN means never beat: stale).
-    active_within : float
-        At most this old is active.
-    stale_after : float
-        More than this old is stale; in between is late.
-
-    Returns
-    -------
-    {"active", "late", "stale"}
-    """
-    if math.isnan(since_heartbeat_s) or since_heartbeat_s > stale_after:
-        return "stale"
-    if since_heartbeat_s <= active_within:
-        return "active"
-    return "late"

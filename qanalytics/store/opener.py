@@ -1,0 +1,99 @@
+"""Open a store: a path, a ``sqlite:///`` or ``postgresql://`` URL, or ``":memory:"``."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal, cast
+
+from .._time import Clock, system_clock
+from .base import LAYOUTS, Store
+from .postgres import connect_postgres, is_postgres_url
+from .sqlite import open_sqlite
+
+__all__ = ["connect"]
+
+
+def connect(
+    target: str | os.PathLike[str] = ":memory:",
+    *,
+    readonly: bool = False,
+    clock: Clock | Literal["latest"] | None = None,
+    layout: Literal["auto", "native", "classic"] = "auto",
+) -> Store:
+    """Open (and if needed create) a qanalytics queue store.
+
+    Parameters
+    ----------
+    target : str or os.PathLike, default ":memory:"
+        A file path, a :class:`pathlib.Path`, a ``sqlite:///path`` URL, ``":memory:"``,
+        or a ``postgresql://user@host:port/db`` URL for a PostgreSQL store (needs the
+        ``postgres`` extra: ``pip install 'qanalytics[postgres]'``).
+    readonly : bool, default False
+        Open the file read-only (SQLite ``mode=ro``): never create it, never migrate
+        it, and raise :class:`ReadOnlyError` on any write.
+    clock : callable or "latest", optional
+        Returns the current UTC time as epoch seconds; every write stamps time from it.
+        Defaults to :func:`time.time`. Tests and simulations pass a fake clock.
+        ``"latest"`` freezes "now" at the store's latest recorded event
+        (:meth:`Store.latest_event_at`), so a historical file (``data/sample.db``, a copy
+        taken during an incident) is read as it stood when its last event was written
+        rather than as of today, when every worker would look stale.
+    layout : {"auto", "native", "classic"}, default "auto"
+        ``"auto"`` opens a qanalytics store, or (read-only) a classic queue database:
+        tables ``task_queue`` and ``workers`` with ``heartbeat_utc``, no qanalytics
+        schema. ``"classic"`` insists on the classic layout and ``"native"`` refuses it.
+        A classic database is only read: the connection presents it in the native shape
+        through TEMP views that live in the connection, never in the file, and questions
+        its data cannot answer raise :class:`UnsupportedError` (see
+        :mod:`qanalytics.store.classic`). A WAL-mode file with no ``-wal`` beside it (no
+        writer has it open) is opened ``immutable`` so nothing is created next to it.
+
+    Returns
+    -------
+    Store
+        Usable as a context manager.
+
+    Raises
+    ------
+    StoreNotFound
+        If `readonly` is set and the file does not exist.
+    SchemaError
+        If the file is not SQLite, is SQLite without the qanalytics schema (read-only, or
+        with other tables), has a newer schema than this code, or does not have the
+        `layout` asked for.
+    StoreError
+        If SQLite cannot open the file (for example, a directory).
+
+    Examples
+    --------
+    >>> import qanalytics as qa
+    >>> with qa.connect(":memory:") as db:
+    ...     qa.register_worker(db, "w1", {"gpu": True})
+    """
+    latest = isinstance(clock, str) and clock == "latest"
+    if clock is not None and not latest and not callable(clock):
+        raise TypeError(
+            f"clock must be a callable returning epoch seconds or 'latest', not {clock!r}"
+        )
+    if not isinstance(readonly, bool):
+        raise TypeError(f"readonly must be a bool, not {type(readonly).__name__}")
+    store: Store
+    if is_postgres_url(target):
+        assert isinstance(target, str)
+        store = connect_postgres(target, readonly=readonly, clock=system_clock)
+    else:
+        if layout not in ("auto", *LAYOUTS):
+            raise ValueError(f"layout={layout!r} must be 'auto', 'native' or 'classic'")
+        if layout == "classic" and not readonly:
+            raise ValueError("layout='classic' is read-only: pass readonly=True")
+        store = open_sqlite(target, readonly=readonly, clock=system_clock, layout=layout)
+    try:
+        if latest:
+            frozen = store.latest_event_at()
+            store.clock = (lambda: frozen) if frozen is not None else system_clock
+        elif clock is not None:
+            store.clock = cast(Clock, clock)
+    except BaseException:
+        store.close()
+        raise
+    return store
