@@ -14,6 +14,7 @@ from typing import Any
 
 from . import capacity, upkeep
 from ._time import FakeClock, parse_duration
+from ._version import __version__
 from .errors import (
     InvalidTransition,
     QAnalyticsError,
@@ -60,8 +61,6 @@ from .write.workers import (
     register_worker,
     remove_worker,
 )
-
-__version__ = "0.1.0"
 
 #: ``qa.maintenance`` is the upkeep package under the name the API has always used.
 maintenance = upkeep

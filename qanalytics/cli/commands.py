@@ -25,8 +25,9 @@ import click
 import numpy as np
 import pandas as pd
 
-from .. import __version__, report, simulation, upkeep
+from .. import report, simulation, upkeep
 from .._time import parse_duration
+from .._version import __version__
 from ..errors import QAnalyticsError
 from ..read import frames, liveness, snapshot, trends
 from ..state import ACTIVE_WITHIN_S, STALE_AFTER_S
