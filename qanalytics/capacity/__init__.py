@@ -1,19 +1,23 @@
-"""Capacity planning: queueing formulas, and plans from observed rates."""
+"""Capacity planning: queueing formulas (:mod:`.queueing`) and plans from observed rates
+(:mod:`.planning`). See :mod:`qanalytics.capacity.queueing` for the models and their limits.
+"""
 
 from __future__ import annotations
 
 from .planning import _PLAN_COLUMNS as _PLAN_COLUMNS
 from .planning import (
     arrival_rates,
-    erlang_b,
-    erlang_c,
     fleet,
     littles_law,
+    plan,
+    service_times,
+)
+from .queueing import (
+    erlang_b,
+    erlang_c,
     mean_wait,
     mean_wait_gg,
-    plan,
     servers_needed,
-    service_times,
     wait_exceeds,
     wait_exceeds_gg,
     wait_percentile,

@@ -17,31 +17,29 @@ duration or argument), reported as one ``Error: ...`` line on stderr, never a tr
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import click
-import numpy as np
 import pandas as pd
 
 from .. import report, simulation, upkeep
 from .._time import parse_duration
 from .._version import __version__
 from ..errors import QAnalyticsError
+from ..export import plain, prometheus_text
 from ..read import frames, liveness, snapshot, trends
 from ..state import ACTIVE_WITHIN_S, STALE_AFTER_S
 from ..store import Store, connect
 from ..write import tasks
+from .output import emit_frame, emit_result, epoch_text, flatten, metric_text, render_table
 
 __all__ = [
     "EXIT_PROBLEMS",
     "EXIT_STALE",
     "EXIT_USER_ERROR",
     "CLIError",
-    "emit_frame",
     "main",
-    "prometheus_text",
 ]
 
 #: Exit status for user errors; click uses the same for usage errors.
@@ -169,267 +167,6 @@ def _open(db_path: str | None, *, readonly: bool = True) -> Store:
     return connect(path, readonly=readonly)
 
 
-# -- output ---------------------------------------------------------------------------------
-
-
-def _is_missing(value: Any) -> bool:
-    if value is None or value is pd.NaT or value is pd.NA:
-        return True
-    return isinstance(value, float) and math.isnan(value)
-
-
-def _plain(value: Any) -> Any:
-    """A cell as a JSON-serialisable Python value."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _nested_text(value: Any, *, table: bool) -> str:
-    if _is_missing(value):
-        return ""
-    if table and isinstance(value, (list, tuple, np.ndarray)):
-        return ", ".join(str(_plain(v)) for v in value)
-    if isinstance(value, (Mapping, list, tuple, np.ndarray)):
-        return json.dumps(_plain(value), sort_keys=True)
-    return str(value)
-
-
-def _iso(series: pd.Series) -> pd.Series:
-    text = series.dt.tz_convert("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S.%f").str[:-3] + "Z"
-    return text.where(series.notna(), None)
-
-
-def _table_cells(frame: pd.DataFrame) -> dict[str, list[str]]:
-    cells: dict[str, list[str]] = {}
-    for name in frame.columns:
-        col = frame[name]
-        if isinstance(col.dtype, pd.DatetimeTZDtype):
-            text = col.dt.tz_convert("UTC").dt.strftime("%Y-%m-%d %H:%M:%S")
-            cells[str(name)] = text.where(col.notna(), "").tolist()
-        elif pd.api.types.is_float_dtype(col.dtype):
-            spec = "{:.1f}" if str(name).endswith("_s") else "{:.3f}"
-            values = col.to_numpy(dtype=float, na_value=np.nan)
-            cells[str(name)] = ["" if math.isnan(v) else spec.format(v) for v in values]
-        elif col.dtype == object:
-            cells[str(name)] = [_nested_text(v, table=True) for v in col]
-        else:
-            cells[str(name)] = ["" if _is_missing(v) else str(v) for v in col.astype(object)]
-    return cells
-
-
-def _render_table(cells: Mapping[str, list[str]], right: Iterable[str] = ()) -> str:
-    """Columns of text as an aligned table: numbers flush right, everything else left."""
-    flush_right = set(right)
-    columns = []
-    for name, raw in cells.items():
-        # A newline inside a cell (task types may hold one) would break the rows apart.
-        values = [text.replace("\n", "\\n") for text in raw]
-        width = max([len(name), *(len(v) for v in values)])
-        align = str.rjust if name in flush_right else str.ljust
-        columns.append([align(text, width) for text in [name, *values]])
-    return "\n".join("  ".join(row).rstrip() for row in zip(*columns, strict=True))
-
-
-def _numeric_columns(frame: pd.DataFrame) -> list[str]:
-    return [
-        str(name)
-        for name in frame.columns
-        if pd.api.types.is_numeric_dtype(frame[name].dtype)
-        and not pd.api.types.is_bool_dtype(frame[name].dtype)
-    ]
-
-
-def _json_cell(value: Any) -> Any:
-    if isinstance(value, (Mapping, list, tuple, np.ndarray)):
-        return _plain(value)
-    return None if _is_missing(value) else _plain(value)
-
-
-def _for_json(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    data = frame.copy()
-    for name in data.columns:
-        if isinstance(data[name].dtype, pd.DatetimeTZDtype):
-            data[name] = _iso(data[name])
-    names = [str(name) for name in data.columns]
-    return [
-        {name: _json_cell(value) for name, value in zip(names, row, strict=True)}
-        for row in data.astype(object).itertuples(index=False, name=None)
-    ]
-
-
-def _for_csv(frame: pd.DataFrame) -> str:
-    data = frame.copy()
-    for name in data.columns:
-        col = data[name]
-        if isinstance(col.dtype, pd.DatetimeTZDtype):
-            data[name] = _iso(col)
-        elif col.dtype == object:
-            data[name] = [_nested_text(v, table=False) for v in col]
-    return str(data.to_csv(index=False, lineterminator="\n"))
-
-
-def emit_frame(frame: pd.DataFrame, fmt: str, *, empty: str = "(no rows)") -> None:
-    """Write a frame to stdout as an aligned table, JSON records or CSV.
-
-    Parameters
-    ----------
-    frame : pandas.DataFrame
-    fmt : {"table", "json", "csv"}
-    empty : str, default "(no rows)"
-        What the table format prints when the frame has no rows.
-    """
-    if fmt == "json":
-        click.echo(json.dumps(_for_json(frame)))
-    elif fmt == "csv":
-        click.echo(_for_csv(frame), nl=False)
-    elif frame.empty:
-        click.echo(empty)
-    else:
-        click.echo(_render_table(_table_cells(frame), right=_numeric_columns(frame)))
-
-
-# -- Prometheus -----------------------------------------------------------------------------
-
-
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _escape_help(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def _sample_value(value: Any) -> str:
-    if value is None:
-        return "NaN"
-    if isinstance(value, (bool, np.bool_)):
-        return "1" if value else "0"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    number = float(value)
-    if math.isnan(number):
-        return "NaN"
-    if math.isinf(number):
-        return "+Inf" if number > 0 else "-Inf"
-    return repr(number)
-
-
-def prometheus_text(metrics: Mapping[str, Any]) -> str:
-    """Queue metrics in the Prometheus text exposition format (version 0.0.4).
-
-    Every metric is a gauge named ``qanalytics_...`` with ``# HELP`` and ``# TYPE`` lines;
-    label values are escaped (backslash, double quote, newline).
-
-    Parameters
-    ----------
-    metrics : mapping
-        The dict :func:`qanalytics.queue_metrics` returns.
-
-    Returns
-    -------
-    str
-        The exposition text, ending with a newline.
-    """
-    families: list[tuple[str, str, list[tuple[dict[str, str], Any]]]] = []
-    by_status = metrics["queue_depth_by_status"]
-    families.append(
-        (
-            "queue_depth",
-            "Tasks in the store by status.",
-            [({"status": str(s)}, n) for s, n in by_status.items()],
-        )
-    )
-    families.append(
-        (
-            "queued_tasks",
-            "Queued tasks by type.",
-            [({"type": str(t)}, n) for t, n in metrics["queue_depth_by_type"].items()],
-        )
-    )
-    stats = metrics["task_statistics"]
-    families.append(
-        ("runnable_tasks", "Queued tasks whose run_after has passed.", [({}, stats["runnable"])])
-    )
-    families.append(
-        (
-            "delayed_tasks",
-            "Queued tasks waiting for their run_after (retry backoff or scheduled).",
-            [({}, stats["delayed"])],
-        )
-    )
-    oldest = metrics["oldest_queued_task_age_seconds"]
-    families.append(
-        (
-            "oldest_queued_task_age_seconds",
-            "Age of the oldest queued task in seconds; 0 when nothing is queued.",
-            [({}, 0.0 if oldest is None else oldest)],
-        )
-    )
-    families.append(
-        (
-            "success_rate",
-            "Completed over completed plus failed tasks; NaN when none has finished.",
-            [({}, metrics["success_rate"])],
-        )
-    )
-    families.append(
-        (
-            "failure_rate",
-            "Failed over completed plus failed tasks; NaN when none has finished.",
-            [({}, metrics["failure_rate"])],
-        )
-    )
-    total = int(metrics["total_workers"])
-    active = int(metrics["active_workers"])
-    stale = int(metrics["stale_workers"])
-    families.append(
-        (
-            "workers",
-            "Registered (not removed) workers by heartbeat state; total counts them all.",
-            [
-                ({"state": "active"}, active),
-                ({"state": "late"}, total - active - stale),
-                ({"state": "stale"}, stale),
-                ({"state": "total"}, total),
-            ],
-        )
-    )
-    lines: list[str] = []
-    for short, help_text, samples in families:
-        name = f"qanalytics_{short}"
-        lines.append(f"# HELP {name} {_escape_help(help_text)}")
-        lines.append(f"# TYPE {name} gauge")
-        for labels, value in samples:
-            label_text = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels.items())
-            suffix = "{" + label_text + "}" if label_text else ""
-            lines.append(f"{name}{suffix} {_sample_value(value)}")
-    return "\n".join(lines) + "\n"
-
-
-def _metric_text(value: Any) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
-
-
-def _flatten(metrics: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    rows: list[tuple[str, Any]] = []
-    for key, value in metrics.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            rows.extend(_flatten(value, prefix=f"{name}."))
-        else:
-            rows.append((name, value))
-    return rows
-
-
 # -- commands -------------------------------------------------------------------------------
 
 
@@ -554,14 +291,14 @@ def metrics_command(db_path: str | None, fmt: str, now: str | None) -> None:
     if fmt == "prometheus":
         click.echo(prometheus_text(metrics), nl=False)
     elif fmt == "json":
-        click.echo(json.dumps(_plain(metrics), indent=2))
+        click.echo(json.dumps(plain(metrics), indent=2))
     else:
-        rows = _flatten(metrics)
+        rows = flatten(metrics)
         cells = {
             "metric": [name for name, _ in rows],
-            "value": [_metric_text(value) for _, value in rows],
+            "value": [metric_text(value) for _, value in rows],
         }
-        click.echo(_render_table(cells, right=["value"]))
+        click.echo(render_table(cells, right=["value"]))
 
 
 @main.command("success-rate", short_help="Success rate over time with Wilson intervals.")
@@ -748,36 +485,6 @@ def report_command(
 # -- maintenance ----------------------------------------------------------------------------
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, pd.Timestamp):
-        return _iso(pd.Series([value])).iloc[0]
-    return _plain(value)
-
-
-def _emit_result(result: Mapping[str, Any], fmt: str) -> None:
-    """A flat or nested dict as JSON, or as an aligned ``name  value`` table."""
-    if fmt == "json":
-        click.echo(json.dumps(_plain(result), indent=2, default=_json_default))
-        return
-    rows = _flatten(result)
-    cells = {
-        "name": [name for name, _ in rows],
-        "value": [
-            value.strftime("%Y-%m-%d %H:%M:%S")
-            if isinstance(value, pd.Timestamp)
-            else _metric_text(value)
-            for _, value in rows
-        ],
-    }
-    click.echo(_render_table(cells, right=["value"]))
-
-
-def _epoch_text(seconds: float | None) -> str:
-    if seconds is None:
-        return "none"
-    return pd.Timestamp(seconds, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M:%S")
-
-
 @main.command("prune", short_help="Roll old heartbeats up into minutes (writes).")
 @_db_option
 @click.option(
@@ -820,12 +527,12 @@ def prune_command(
         return
     click.echo(
         f"Rolled up {result.heartbeats_rolled_up:,} heartbeat(s) before "
-        f"{_epoch_text(result.cutoff)} UTC into {result.rollup_rows:,} minute row(s)."
+        f"{epoch_text(result.cutoff)} UTC into {result.rollup_rows:,} minute row(s)."
     )
     if result.finished_cutoff is not None:
         click.echo(
             f"Deleted {result.tasks_deleted:,} task(s) and {result.attempts_deleted:,} "
-            f"attempt(s) finished before {_epoch_text(result.finished_cutoff)} UTC."
+            f"attempt(s) finished before {epoch_text(result.finished_cutoff)} UTC."
         )
 
 
@@ -907,4 +614,4 @@ def stats_command(db_path: str | None, fmt: str) -> None:
     """File, WAL and table sizes, row counts, and where raw heartbeat history starts."""
     with _open(db_path) as db:
         result = upkeep.stats(db)
-    _emit_result(result, fmt)
+    emit_result(result, fmt)

@@ -1,0 +1,258 @@
+"""Frames and metrics as text for other tools: Prometheus exposition, JSON records, CSV."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "frame_csv",
+    "frame_records",
+    "is_missing",
+    "iso_text",
+    "nested_text",
+    "plain",
+    "prometheus_text",
+]
+
+
+def is_missing(value: Any) -> bool:
+    """Whether a cell is missing: None, NaT, NA or a float NaN.
+
+    Parameters
+    ----------
+    value : object
+
+    Returns
+    -------
+    bool
+    """
+    if value is None or value is pd.NaT or value is pd.NA:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+def plain(value: Any) -> Any:
+    """A cell (or a nested dict or list of them) as a JSON-serialisable Python value.
+
+    Parameters
+    ----------
+    value : object
+
+    Returns
+    -------
+    object
+    """
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [plain(v) for v in value]
+    return value
+
+
+def nested_text(value: Any, *, table: bool) -> str:
+    """A cell as text: lists comma-separated in tables, nested values as JSON otherwise.
+
+    Parameters
+    ----------
+    value : object
+    table : bool
+        Whether the text goes into an aligned table.
+
+    Returns
+    -------
+    str
+    """
+    if is_missing(value):
+        return ""
+    if table and isinstance(value, (list, tuple, np.ndarray)):
+        return ", ".join(str(plain(v)) for v in value)
+    if isinstance(value, (Mapping, list, tuple, np.ndarray)):
+        return json.dumps(plain(value), sort_keys=True)
+    return str(value)
+
+
+def iso_text(series: pd.Series) -> pd.Series:
+    """Timestamps as ISO 8601 text in UTC with milliseconds (``...Z``); None where missing.
+
+    Parameters
+    ----------
+    series : pandas.Series of datetime64[..., UTC]
+
+    Returns
+    -------
+    pandas.Series
+    """
+    text = series.dt.tz_convert("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S.%f").str[:-3] + "Z"
+    return text.where(series.notna(), None)
+
+
+def _json_cell(value: Any) -> Any:
+    if isinstance(value, (Mapping, list, tuple, np.ndarray)):
+        return plain(value)
+    return None if is_missing(value) else plain(value)
+
+
+def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A frame as JSON-ready records: ISO 8601 timestamps (UTC), None for missing values.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+
+    Returns
+    -------
+    list of dict
+    """
+    data = frame.copy()
+    for name in data.columns:
+        if isinstance(data[name].dtype, pd.DatetimeTZDtype):
+            data[name] = iso_text(data[name])
+    names = [str(name) for name in data.columns]
+    return [
+        {name: _json_cell(value) for name, value in zip(names, row, strict=True)}
+        for row in data.astype(object).itertuples(index=False, name=None)
+    ]
+
+
+def frame_csv(frame: pd.DataFrame) -> str:
+    """A frame as CSV text: ISO 8601 timestamps (UTC), nested values as JSON.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+
+    Returns
+    -------
+    str
+    """
+    data = frame.copy()
+    for name in data.columns:
+        col = data[name]
+        if isinstance(col.dtype, pd.DatetimeTZDtype):
+            data[name] = iso_text(col)
+        elif col.dtype == object:
+            data[name] = [nested_text(v, table=False) for v in col]
+    return str(data.to_csv(index=False, lineterminator="\n"))
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _escape_help(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _sample_value(value: Any) -> str:
+    if value is None:
+        return "NaN"
+    if isinstance(value, (bool, np.bool_)):
+        return "1" if value else "0"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    number = float(value)
+    if math.isnan(number):
+        return "NaN"
+    if math.isinf(number):
+        return "+Inf" if number > 0 else "-Inf"
+    return repr(number)
+
+
+def prometheus_text(metrics: Mapping[str, Any]) -> str:
+    """Queue metrics in the Prometheus text exposition format (version 0.0.4).
+
+    Every metric is a gauge named ``qanalytics_...`` with ``# HELP`` and ``# TYPE`` lines;
+    label values are escaped (backslash, double quote, newline).
+
+    Parameters
+    ----------
+    metrics : mapping
+        The dict :func:`qanalytics.queue_metrics` returns.
+
+    Returns
+    -------
+    str
+        The exposition text, ending with a newline.
+    """
+    families: list[tuple[str, str, list[tuple[dict[str, str], Any]]]] = []
+    by_status = metrics["queue_depth_by_status"]
+    families.append(
+        (
+            "queue_depth",
+            "Tasks in the store by status.",
+            [({"status": str(s)}, n) for s, n in by_status.items()],
+        )
+    )
+    families.append(
+        (
+            "queued_tasks",
+            "Queued tasks by type.",
+            [({"type": str(t)}, n) for t, n in metrics["queue_depth_by_type"].items()],
+        )
+    )
+    stats = metrics["task_statistics"]
+    families.append(
+        ("runnable_tasks", "Queued tasks whose run_after has passed.", [({}, stats["runnable"])])
+    )
+    families.append(
+        (
+            "delayed_tasks",
+            "Queued tasks waiting for their run_after (retry backoff or scheduled).",
+            [({}, stats["delayed"])],
+        )
+    )
+    oldest = metrics["oldest_queued_task_age_seconds"]
+    families.append(
+        (
+            "oldest_queued_task_age_seconds",
+            "Age of the oldest queued task in seconds; 0 when nothing is queued.",
+            [({}, 0.0 if oldest is None else oldest)],
+        )
+    )
+    families.append(
+        (
+            "success_rate",
+            "Completed over completed plus failed tasks; NaN when none has finished.",
+            [({}, metrics["success_rate"])],
+        )
+    )
+    families.append(
+        (
+            "failure_rate",
+            "Failed over completed plus failed tasks; NaN when none has finished.",
+            [({}, metrics["failure_rate"])],
+        )
+    )
+    total = int(metrics["total_workers"])
+    active = int(metrics["active_workers"])
+    stale = int(metrics["stale_workers"])
+    families.append(
+        (
+            "workers",
+            "Registered (not removed) workers by heartbeat state; total counts them all.",
+            [
+                ({"state": "active"}, active),
+                ({"state": "late"}, total - active - stale),
+                ({"state": "stale"}, stale),
+                ({"state": "total"}, total),
+            ],
+        )
+    )
+    lines: list[str] = []
+    for short, help_text, samples in families:
+        name = f"qanalytics_{short}"
+        lines.append(f"# HELP {name} {_escape_help(help_text)}")
+        lines.append(f"# TYPE {name} gauge")
+        for labels, value in samples:
+            label_text = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels.items())
+            suffix = "{" + label_text + "}" if label_text else ""
+            lines.append(f"{name}{suffix} {_sample_value(value)}")
+    return "\n".join(lines) + "\n"
