@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._docstrings import share_docs
 from .._time import parse_duration
 from ..read.common import UTC_DTYPE, as_utc, empty_frame, resolve_window
 from ..read.frames import attempts as _read_attempts
@@ -246,6 +247,7 @@ def _in_window(obs: _Observed, times: np.ndarray) -> np.ndarray:
     return (times >= obs.lo) & (times <= obs.hi)
 
 
+@share_docs
 def arrival_rates(
     db: Store,
     *,
@@ -262,17 +264,16 @@ def arrival_rates(
 
     Parameters
     ----------
-    db : Store
+    {db}
     freq : str or float, optional
         Bucket width (default one hour). Not allowed with ``by="hour_of_day"``.
     by : None, "type", "hour_of_day" or a list of them
         ``"hour_of_day"`` (UTC) pools every day of the window into 24 rows, 0 to 23;
         ``"type"`` splits each row by task type (every type seen gets a row in every
         group, zero included).
-    since, until : time-like, duration or None
+    {since_until}
         The window; it starts no earlier than the first queue entry or heartbeat.
-    now : time-like, optional
-        Answer as of this moment.
+    {now}
 
     Returns
     -------
@@ -335,6 +336,7 @@ def _service_stats(obs: _Observed) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return count, total / count, square / count
 
 
+@share_docs
 def service_times(
     db: Store,
     *,
@@ -351,13 +353,12 @@ def service_times(
 
     Parameters
     ----------
-    db : Store
+    {db}
     by : "type" or None, default "type"
         One row per task type, or one row for all.
-    since, until : time-like, duration or None
+    {since_until}
         The window of claims; it starts no earlier than the first entry or heartbeat.
-    now : time-like, optional
-        Answer as of this moment.
+    {now}
 
     Returns
     -------
@@ -396,6 +397,7 @@ def service_times(
     return frame
 
 
+@share_docs
 def fleet(
     db: Store,
     *,
@@ -412,15 +414,14 @@ def fleet(
 
     Parameters
     ----------
-    db : Store
+    {db}
     freq : str or float, optional
         Bucket width (default one hour). Not allowed with ``by="hour_of_day"``.
     by : None or "hour_of_day"
         Pool every day of the window into 24 rows (UTC hours 0 to 23).
-    since, until : time-like, duration or None
+    {since_until}
         The window; it starts no earlier than the first queue entry or heartbeat.
-    now : time-like, optional
-        Answer as of this moment.
+    {now}
 
     Returns
     -------
@@ -505,6 +506,7 @@ _PLAN_COLUMNS = {
 }
 
 
+@share_docs
 def plan(
     db: Store,
     *,
@@ -530,7 +532,7 @@ def plan(
 
     Parameters
     ----------
-    db : Store
+    {db}
     target_wait : float or str, default "30s"
         The wait to meet (seconds or a duration string).
     percentile : float or None, default 0.95
@@ -546,8 +548,7 @@ def plan(
     since, until : time-like, duration or None, default since="7d"
         The window observed. It starts no earlier than the store's first queue entry
         or heartbeat, so a short history is not diluted by days with no data.
-    now : time-like, optional
-        Answer as of this moment.
+    {now}
     ca2 : float, optional
         Squared coefficient of variation of inter-arrival times. Default: estimated per
         group from gaps between entries within the same clock hour, each divided by
@@ -727,6 +728,7 @@ def plan(
     return frame
 
 
+@share_docs
 def littles_law(
     db: Store,
     *,
@@ -749,13 +751,12 @@ def littles_law(
 
     Parameters
     ----------
-    db : Store
+    {db}
     freq : str or float, default "1h"
         Bucket width.
-    since, until : time-like, duration or None
+    {since_until}
         The window; it starts no earlier than the first queue entry or heartbeat.
-    now : time-like, optional
-        Answer as of this moment.
+    {now}
 
     Returns
     -------

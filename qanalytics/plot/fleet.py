@@ -10,6 +10,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
 
+from .._docstrings import share_docs
 from .style import (
     _OTHER_COLOR,
     _SKY,
@@ -33,6 +34,7 @@ __all__ = ["heartbeat_timeline", "uptime", "worker_states"]
 # --------------------------------------------------------------------------- liveness
 
 
+@share_docs
 def heartbeat_timeline(
     heartbeats: pd.DataFrame,
     outages: pd.DataFrame | None = None,
@@ -55,8 +57,7 @@ def heartbeat_timeline(
         ``worker_id``, plus ``state`` and ``removed_at`` when present. Adds rows for workers
         without beats, marks removals with an ``x`` on the worker's row and colours the
         names of late, stale and removed workers.
-    ax : matplotlib.axes.Axes, optional
-        Where to draw; the current Axes when None.
+    {ax}
     **kwargs
         Passed to :meth:`~matplotlib.axes.Axes.plot` for the beat marks
         (``color``, ``markersize``, ...).
@@ -185,6 +186,7 @@ def heartbeat_timeline(
     return ax
 
 
+@share_docs
 def uptime(frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -> Axes:
     """A worker x time heatmap of the fraction of each bucket a worker was alive.
 
@@ -193,8 +195,8 @@ def uptime(frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -> Axe
     frame : DataFrame
         From :func:`qanalytics.uptime`: ``worker_id``, ``bucket`` (bucket start) and
         ``alive_fraction`` in [0, 1]. Missing cells are left blank.
-    ax : matplotlib.axes.Axes, optional
-        Where to draw; the current Axes when None. A colorbar is added beside it.
+    {ax}
+        A colorbar is added beside it.
     **kwargs
         Passed to :meth:`~matplotlib.axes.Axes.pcolormesh` (``cmap``, ...).
 
@@ -227,6 +229,7 @@ def uptime(frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -> Axe
     )
 
 
+@share_docs
 def worker_states(workers_frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -> Axes:
     """How many workers are active, late, stale and removed, as bars.
 
@@ -235,8 +238,7 @@ def worker_states(workers_frame: pd.DataFrame, *, ax: Axes | None = None, **kwar
     workers_frame : DataFrame
         From :func:`qanalytics.workers`: a ``state`` column. Every standard state gets a
         bar (zero included) so plots compare at a glance; other states follow.
-    ax : matplotlib.axes.Axes, optional
-        Where to draw; the current Axes when None.
+    {ax}
     **kwargs
         Passed to :meth:`~matplotlib.axes.Axes.bar`.
 

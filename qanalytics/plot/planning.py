@@ -12,6 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from .._docstrings import share_docs
 from .._time import parse_duration
 from .style import (
     _BLUE,
@@ -68,6 +69,7 @@ def _plan_title(attrs: Mapping[Any, Any], base: str) -> str:
     return f"{parts[0]}: " + ", ".join(parts[1:])
 
 
+@share_docs
 def capacity(plan_frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -> Axes:
     """Recommended against alive workers across the day, or per task type.
 
@@ -86,8 +88,7 @@ def capacity(plan_frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any)
         ``stable`` are drawn when present. ``attrs`` (``target_wait_s``, ``percentile``,
         ``growth``) go into the title; ``offered_load`` is multiplied by ``growth`` so it
         compares with the recommendation.
-    ax : matplotlib.axes.Axes, optional
-        Where to draw; the current Axes when None.
+    {ax}
     **kwargs
         Passed to :meth:`~matplotlib.axes.Axes.plot` for the recommended line (by hour)
         or :meth:`~matplotlib.axes.Axes.bar` for the recommended bars (by type).
@@ -269,6 +270,7 @@ def _capacity_by_type(frame: pd.DataFrame, *, ax: Axes | None, kwargs: dict[str,
     return ax
 
 
+@share_docs
 def what_if(
     frame: pd.DataFrame,
     *,
@@ -293,8 +295,7 @@ def what_if(
         Seconds or a duration string (``"30s"``): a horizontal target line, and the first
         worker count that meets it is marked (by the percentile wait when drawn, else
         the mean).
-    ax : matplotlib.axes.Axes, optional
-        Where to draw; the current Axes when None.
+    {ax}
     **kwargs
         Passed to :meth:`~matplotlib.axes.Axes.plot` for the mean-wait line.
 
@@ -406,6 +407,7 @@ def what_if(
     return ax
 
 
+@share_docs
 def littles_law(frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -> Axes:
     """Observed mean backlog against Little's law's prediction, per time bucket.
 
@@ -419,8 +421,7 @@ def littles_law(frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -
     frame : DataFrame
         From :func:`qanalytics.capacity.littles_law`: ``bucket``, ``mean_backlog`` and
         ``predicted_backlog``.
-    ax : matplotlib.axes.Axes, optional
-        Where to draw; the current Axes when None.
+    {ax}
     **kwargs
         Passed to :meth:`~matplotlib.axes.Axes.plot` for the observed line.
 

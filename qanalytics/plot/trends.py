@@ -14,6 +14,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
+from .._docstrings import share_docs
 from .style import (
     _BLUE,
     _GREEN,
@@ -45,6 +46,7 @@ __all__ = ["latency", "queue_depth", "retry_outcomes", "success_rate", "throughp
 # --------------------------------------------------------------------------- metrics
 
 
+@share_docs
 def queue_depth(
     frame: pd.DataFrame,
     *,
@@ -69,8 +71,7 @@ def queue_depth(
     stacked : bool, default False
         Stack areas instead of drawing lines: queued on processing (the tasks in the system)
         without groups, or the groups' `value` on each other with groups.
-    ax : matplotlib.axes.Axes, optional
-        Where to draw; the current Axes when None.
+    {ax}
     **kwargs
         Passed to :meth:`~matplotlib.axes.Axes.plot` or
         :meth:`~matplotlib.axes.Axes.stackplot`.
@@ -175,6 +176,7 @@ def queue_depth(
     return ax
 
 
+@share_docs
 def success_rate(
     frame: pd.DataFrame,
     *,
@@ -195,8 +197,7 @@ def success_rate(
         Grouping columns; by default every column beyond the contract's.
     band : bool, default True
         Shade the Wilson interval between ``ci_low`` and ``ci_high``.
-    ax : matplotlib.axes.Axes, optional
-        Where to draw; the current Axes when None.
+    {ax}
     **kwargs
         Passed to :meth:`~matplotlib.axes.Axes.plot`.
 
@@ -265,6 +266,7 @@ def success_rate(
     return ax
 
 
+@share_docs
 def throughput(
     frame: pd.DataFrame,
     *,
@@ -282,8 +284,7 @@ def throughput(
     hue : str, default "outcome"
         The column whose levels are stacked, e.g. ``"type"`` for a frame made with
         ``by="type"``.
-    ax : matplotlib.axes.Axes, optional
-        Where to draw; the current Axes when None.
+    {ax}
     **kwargs
         Passed to :meth:`~matplotlib.axes.Axes.bar`.
 
@@ -341,6 +342,7 @@ def throughput(
     return ax
 
 
+@share_docs
 def latency(
     frame: pd.DataFrame,
     *,
@@ -366,8 +368,7 @@ def latency(
         Draw only these quantiles (default: all in the frame).
     log : bool, optional
         Logarithmic seconds axis. Default: when the positive values span a factor of 100.
-    ax : matplotlib.axes.Axes, optional
-        Where to draw; the current Axes when None.
+    {ax}
     **kwargs
         Passed to :meth:`~matplotlib.axes.Axes.plot` or :meth:`~matplotlib.axes.Axes.bar`.
 
@@ -470,6 +471,7 @@ def latency(
     return ax
 
 
+@share_docs
 def utilization(
     frame: pd.DataFrame,
     *,
@@ -487,8 +489,8 @@ def utilization(
     kind : {"heatmap", "line"}, default "heatmap"
         ``"heatmap"`` shows every worker's utilization per bucket (blank while not alive);
         ``"line"`` shows the fleet's busy share, total busy over total alive time.
-    ax : matplotlib.axes.Axes, optional
-        Where to draw; the current Axes when None. The heatmap adds a colorbar beside it.
+    {ax}
+        The heatmap adds a colorbar beside it.
     **kwargs
         Passed to :meth:`~matplotlib.axes.Axes.pcolormesh` or
         :meth:`~matplotlib.axes.Axes.plot`.
@@ -547,6 +549,7 @@ def utilization(
     return ax
 
 
+@share_docs
 def retry_outcomes(frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -> Axes:
     """Tasks reaching each attempt and how that attempt ended, with eventual success.
 
@@ -560,8 +563,7 @@ def retry_outcomes(frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any
     frame : DataFrame
         From :func:`qanalytics.retry_outcomes`: ``attempt``, ``reached``, ``succeeded``,
         ``failed``, ``abandoned`` and ``eventual_success``.
-    ax : matplotlib.axes.Axes, optional
-        Where to draw; the current Axes when None.
+    {ax}
     **kwargs
         Passed to :meth:`~matplotlib.axes.Axes.bar` for the outcome bars.
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._docstrings import share_docs
 from ..state import ACTIVE_WITHIN_S, STALE_AFTER_S, check_thresholds, classify_ages
 from ..store import Store
 from ..store.schema import TASK_STATUSES
@@ -70,6 +71,7 @@ def _decode(text: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"value": value}
 
 
+@share_docs
 def workers(
     db: Store,
     *,
@@ -86,9 +88,8 @@ def workers(
 
     Parameters
     ----------
-    db : Store
-    now : time-like or None
-        Answer as of this moment (defaults to the store clock).
+    {db}
+    {now}
     active_within : float or str, default 60
         A worker whose last beat is at most this old is ``active``.
     stale_after : float or str, default 300
@@ -173,6 +174,7 @@ def workers(
     return mark_horizon(frame, horizon_at)
 
 
+@share_docs
 def heartbeats(
     db: Store,
     *,
@@ -185,14 +187,12 @@ def heartbeats(
 
     Parameters
     ----------
-    db : Store
+    {db}
     workers : str, iterable of str or None
         Only these workers.
-    since, until : time-like, duration or None
-        Beats in this window (absolute times, or durations back from `now` such as
-        ``"24h"``).
-    now : time-like or None
-        Answer as of this moment (defaults to the store clock); later beats are ignored.
+    {since_until}
+        Beats in this window.
+    {now}
 
     Returns
     -------
@@ -317,6 +317,7 @@ def _read_attempts(db: Store, where: str, params: list[Any]) -> pd.DataFrame:
     )
 
 
+@share_docs
 def tasks(
     db: Store,
     *,
@@ -334,15 +335,14 @@ def tasks(
 
     Parameters
     ----------
-    db : Store
+    {db}
     status : str, iterable of str or None
         Only tasks in these statuses (as of `now`).
     types : str, iterable of str or None
         Only tasks of these types.
-    since, until : time-like, duration or None
-        Tasks created in this window (absolute times, or durations back from `now`).
-    now : time-like or None
-        Answer as of this moment (defaults to the store clock).
+    {since_until}
+        Tasks created in this window.
+    {now}
 
     Returns
     -------
@@ -449,6 +449,7 @@ def tasks(
     return frame
 
 
+@share_docs
 def attempts(
     db: Store,
     *,
@@ -462,12 +463,11 @@ def attempts(
 
     Parameters
     ----------
-    db : Store
-    since, until : time-like, duration or None
-        Attempts claimed in this window (absolute times, or durations back from `now`).
-    now : time-like or None
-        Answer as of this moment (defaults to the store clock); an attempt finished after
-        `now` is still open.
+    {db}
+    {since_until}
+        Attempts claimed in this window.
+    {now}
+        An attempt finished after `now` is still open.
     types : str, iterable of str or None
         Only attempts at tasks of these types.
     workers : str, iterable of str or None
@@ -533,6 +533,7 @@ def attempts(
 EVENT_DTYPE = pd.CategoricalDtype(["registered", "updated", "removed"])
 
 
+@share_docs
 def worker_events(
     db: Store,
     *,
@@ -548,13 +549,12 @@ def worker_events(
 
     Parameters
     ----------
-    db : Store
+    {db}
     workers : str, iterable of str or None
         Only these workers.
-    since, until : time-like, duration or None
-        Events in this window (absolute times, or durations back from `now`).
-    now : time-like or None
-        Answer as of this moment (defaults to the store clock); later events are ignored.
+    {since_until}
+        Events in this window.
+    {now}
 
     Returns
     -------

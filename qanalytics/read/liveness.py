@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._docstrings import share_docs
 from .._time import parse_duration
 from ..store import Store
 from ..write.workers import check_worker_id
@@ -57,12 +58,13 @@ ENDED_BY_DTYPE = pd.CategoricalDtype(["resumed", "removed", "still silent"])
 RESOLUTION_DTYPE = pd.CategoricalDtype(["raw", "minute"])
 
 
+@share_docs
 def horizon(db: Store) -> float | None:
     """Where raw heartbeats start (epoch seconds), or None if the store was never pruned.
 
     Parameters
     ----------
-    db : Store
+    {db}
 
     Returns
     -------
@@ -191,12 +193,13 @@ class WorkerKeys:
         return [lookup[w] for w in worker_ids if w in lookup]
 
 
+@share_docs
 def worker_keys(db: Store, now: float) -> WorkerKeys:
     """The workers registered at or before `now` (removed or not).
 
     Parameters
     ----------
-    db : Store
+    {db}
     now : float
         Epoch seconds.
 
@@ -448,6 +451,7 @@ def _alive_arrays(live: _Liveness) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 # -- public functions -------------------------------------------------------------------
+@share_docs
 def alive_intervals(
     db: Store,
     *,
@@ -468,12 +472,10 @@ def alive_intervals(
 
     Parameters
     ----------
-    db : Store
-    since, until : time-like, duration or None
-        Clip the intervals to this window (absolute times, or durations back from `now`
-        such as ``"24h"``). Intervals wholly outside are dropped.
-    now : time-like or None
-        Answer as of this moment (defaults to the store clock).
+    {db}
+    {since_until}
+        Clip the intervals to this window. Intervals wholly outside are dropped.
+    {now}
     min_gap : float, str or None
         A fixed outage threshold (seconds or a duration string) instead of 3x each
         worker's median heartbeat interval.
@@ -512,6 +514,7 @@ def alive_intervals(
     return mark_horizon(frame, live.beats.horizon)
 
 
+@share_docs
 def heartbeat_gaps(
     db: Store,
     *,
@@ -524,14 +527,13 @@ def heartbeat_gaps(
 
     Parameters
     ----------
-    db : Store
+    {db}
     workers : str, iterable of str or None
         Only these workers.
-    since, until : time-like, duration or None
-        Beats in this window (absolute times, or durations back from `now`). The gap of
-        the first beat in the window is measured from the worker's previous beat.
-    now : time-like or None
-        Answer as of this moment (defaults to the store clock).
+    {since_until}
+        Beats in this window. The gap of the first beat in the window is measured from the
+        worker's previous beat.
+    {now}
 
     Returns
     -------
@@ -577,6 +579,7 @@ def _resolution(minute: np.ndarray) -> pd.Categorical:
     return pd.Categorical.from_codes(minute.astype("int8"), dtype=RESOLUTION_DTYPE)
 
 
+@share_docs
 def outages(
     db: Store,
     *,
@@ -593,13 +596,12 @@ def outages(
 
     Parameters
     ----------
-    db : Store
+    {db}
     min_gap : float, str or None
         A fixed threshold (seconds or a duration string such as ``"2min"``).
-    since, until : time-like, duration or None
-        Outages overlapping this window (absolute times, or durations back from `now`).
-    now : time-like or None
-        Answer as of this moment (defaults to the store clock).
+    {since_until}
+        Outages overlapping this window.
+    {now}
 
     Returns
     -------
@@ -690,6 +692,7 @@ def _tasks_held(
     return held
 
 
+@share_docs
 def uptime(
     db: Store,
     *,
@@ -714,14 +717,12 @@ def uptime(
 
     Parameters
     ----------
-    db : Store
+    {db}
     freq : float or str, default "1h"
         Bucket width: seconds or a duration string (``"15min"``, ``"1h"``, ``"1d"``).
-    since, until : time-like, duration or None
-        The window (absolute times, or durations back from `now`). Without `since`,
-        the window starts at the first beat.
-    now : time-like or None
-        Answer as of this moment (defaults to the store clock).
+    {since_until}
+        The window. Without `since`, the window starts at the first beat.
+    {now}
     min_gap : float, str or None
         A fixed outage threshold instead of 3x the worker's median interval.
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._docstrings import share_docs
 from ..store import Store
 from .common import UTC_DTYPE, as_category, as_utc, empty_frame, resolve_window
 
@@ -70,6 +71,7 @@ def as_timestamp(seconds: float | None) -> pd.Timestamp | None:
 
 
 
+@share_docs
 def history_horizon(db: Store) -> float | None:
     """The epoch second before which raw heartbeats were pruned, or None if never.
 
@@ -77,7 +79,7 @@ def history_horizon(db: Store) -> float | None:
 
     Parameters
     ----------
-    db : Store
+    {db}
 
     Returns
     -------
@@ -87,6 +89,7 @@ def history_horizon(db: Store) -> float | None:
     return None if value is None else float(value)
 
 
+@share_docs
 def raw_history_starts_at(db: Store) -> pd.Timestamp | None:
     """The moment before which raw heartbeats were pruned (rolled up into minutes).
 
@@ -95,7 +98,7 @@ def raw_history_starts_at(db: Store) -> pd.Timestamp | None:
 
     Parameters
     ----------
-    db : Store
+    {db}
 
     Returns
     -------
@@ -106,6 +109,7 @@ def raw_history_starts_at(db: Store) -> pd.Timestamp | None:
     return as_timestamp(horizon)
 
 
+@share_docs
 def heartbeat_rollups(
     db: Store,
     *,
@@ -118,11 +122,11 @@ def heartbeat_rollups(
 
     Parameters
     ----------
-    db : Store
-    since, until : time-like or duration, optional
-        Minutes that start in ``[since, until]``; durations count back from `now`.
-    now : time-like, optional
-        Defaults to the store clock; `until` never exceeds it.
+    {db}
+    {since_until}
+        Minutes that start in ``[since, until]``.
+    {now}
+        `until` never exceeds it.
     workers : str or list of str, optional
         Only these worker ids.
 
@@ -186,6 +190,7 @@ def heartbeat_rollups(
     )
 
 
+@share_docs
 def rollup_columns(
     db: Store,
     *,
@@ -198,7 +203,7 @@ def rollup_columns(
 
     Parameters
     ----------
-    db : Store
+    {db}
     since : float or None
         Epoch seconds: rows whose minute ends at or after it (a minute that holds
         `since` is included whole). None for no lower bound.
@@ -264,12 +269,13 @@ def rollup_columns(
     return {name: np.asarray(raw[name], dtype=empty[name].dtype) for name in columns}
 
 
+@share_docs
 def rollup_totals(db: Store, *, until: float) -> dict[int, tuple[int, float]]:
     """Per worker key, the beats rolled up and the last of them, as of `until`.
 
     Parameters
     ----------
-    db : Store
+    {db}
     until : float
         Epoch seconds. Beats are counted in the minutes whose last beat is at or before
         it; the last beat is the latest kept (a minute's first or last) at or before it.

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._docstrings import share_docs
 from .._time import parse_duration
 from ..state import ACTIVE_WITHIN_S, STALE_AFTER_S, active_sql, classify_ages, stale_sql
 from ..store import Store
@@ -148,6 +149,7 @@ def _workers_at(db: Store, at: float, active_s: float, stale_s: float) -> tuple[
     return len(last), int(np.count_nonzero(active)), int(np.count_nonzero(stale))
 
 
+@share_docs
 def queue_metrics(
     db: Store,
     *,
@@ -165,8 +167,8 @@ def queue_metrics(
 
     Parameters
     ----------
-    db : Store
-    now : time-like, optional
+    {db}
+    {now}
         The moment ages and worker states are judged at; defaults to the store clock.
     active_within : float or str, default 60
         A worker that beat at most this long ago is active.
@@ -279,13 +281,14 @@ def _queue_metrics_as_of(db: Store, at: float, active_s: float, stale_s: float) 
 
 
 # -- queue_depth ----------------------------------------------------------------------------
+@share_docs
 def queue_depth(db: Store, *, now: Any = None) -> pd.DataFrame:
     """How many tasks are in each status, by type.
 
     Parameters
     ----------
-    db : Store
-    now : time-like, optional
+    {db}
+    {now}
         Answer as the store stood at this moment (replaying history when later events
         exist); defaults to the current state.
 
@@ -335,17 +338,18 @@ def queue_depth(db: Store, *, now: Any = None) -> pd.DataFrame:
 
 
 # -- workers by state ------------------------------------------------------------------------
+@share_docs
 def active_workers(db: Store, within: Any = ACTIVE_WITHIN_S, *, now: Any = None) -> list[Worker]:
     """Workers whose last heartbeat is at most `within` old.
 
     Parameters
     ----------
-    db : Store
+    {db}
     within : float or str, default 60
         Seconds or a duration string.
-    now : time-like, optional
-        The moment to judge at; defaults to the store clock. A past moment is answered
-        from the heartbeat history, as the registry stood then.
+    {now}
+        The moment to judge at; defaults to the store clock. A past moment is answered from
+        the heartbeat history, as the registry stood then.
 
     Returns
     -------
@@ -365,15 +369,16 @@ def active_workers(db: Store, within: Any = ACTIVE_WITHIN_S, *, now: Any = None)
     return [_worker_from_row(row) for row in rows]
 
 
+@share_docs
 def stale_workers(db: Store, after: Any = STALE_AFTER_S, *, now: Any = None) -> list[Worker]:
     """Workers whose last heartbeat is more than `after` old.
 
     Parameters
     ----------
-    db : Store
+    {db}
     after : float or str, default 300
         Seconds or a duration string.
-    now : time-like, optional
+    {now}
         The moment to judge at; defaults to the store clock.
 
     Returns

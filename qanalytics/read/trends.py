@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._docstrings import share_docs
 from ..store import Store
 from .common import (
     _CANCELLED,
@@ -149,6 +150,7 @@ def _finish_by(
     return out
 
 
+@share_docs
 def success_rate(
     db: Store,
     *,
@@ -164,16 +166,15 @@ def success_rate(
 
     Parameters
     ----------
-    db : Store
+    {db}
     freq : str or float, default "1h"
         Bucket width (a duration such as ``"5min"``, ``"1h"``, ``"1d"``).
     by : None, "type", "worker_id" or a list of them
         Split each bucket by task type and/or by worker (the worker of the final
         attempt at ``level="task"``, the attempt's worker at ``level="attempt"``).
-    since, until : time-like, duration or None
-        Only finishes in ``[since, until]`` count (durations reach back from `now`).
-    now : time-like, optional
-        Answer as of this moment; later finishes are ignored.
+    {since_until}
+        Only finishes in ``[since, until]`` count.
+    {now}
     level : {"task", "attempt"}, default "task"
         ``"task"`` counts the final outcome of each task finished in the bucket;
         ``"attempt"`` counts every finished attempt, an abandoned attempt counting as
@@ -225,6 +226,7 @@ def success_rate(
     return _finish_by(result, keys, decoded)[list(columns)]
 
 
+@share_docs
 def throughput(
     db: Store,
     *,
@@ -238,16 +240,15 @@ def throughput(
 
     Parameters
     ----------
-    db : Store
+    {db}
     freq : str or float, default "1h"
         Bucket width.
     by : None, "type", "worker_id" or a list of them
         Also split by task type and/or by the worker of the final attempt (missing for
         a task cancelled before any claim or after a retry was queued).
-    since, until : time-like, duration or None
+    {since_until}
         Only tasks finished in ``[since, until]`` count.
-    now : time-like, optional
-        Answer as of this moment.
+    {now}
 
     Returns
     -------
@@ -291,6 +292,7 @@ def _attempt_positions(ids: np.ndarray, task_ids: np.ndarray) -> tuple[np.ndarra
     return pos, found
 
 
+@share_docs
 def depth_timeline(
     db: Store,
     *,
@@ -308,16 +310,15 @@ def depth_timeline(
 
     Parameters
     ----------
-    db : Store
+    {db}
     freq : str or float, default "1min"
         Bucket width.
     by : None or "type"
         Also split by task type (every type seen so far gets a row in every bucket).
-    since, until : time-like, duration or None
-        The buckets cover ``[since, until]``; `since` defaults to the first task's
-        creation. Earlier events still count towards the depth.
-    now : time-like, optional
-        Answer as of this moment; later events are ignored.
+    {since_until}
+        The buckets cover ``[since, until]``; `since` defaults to the first task's creation.
+        Earlier events still count towards the depth.
+    {now}
 
     Returns
     -------
@@ -448,6 +449,7 @@ def depth_timeline(
 
 
 # -- latency --------------------------------------------------------------------------------
+@share_docs
 def latency(
     db: Store,
     *,
@@ -466,16 +468,15 @@ def latency(
 
     Parameters
     ----------
-    db : Store
+    {db}
     by : None, "type", "worker_id" or a list of them, default "type"
         Group by task type and/or the worker of the final attempt.
     quantiles : sequence of float, default (0.5, 0.9, 0.99)
         Each in [0, 1].
     freq : str or float, optional
         Also split by time bucket of the finish.
-    since, until : time-like, duration or None
-    now : time-like, optional
-        Answer as of this moment.
+    {since_until}
+    {now}
 
     Returns
     -------
@@ -578,6 +579,7 @@ def _split_intervals(
     return key[rep], bucket, np.maximum(seconds, 0.0)
 
 
+@share_docs
 def utilization(
     db: Store,
     *,
@@ -594,13 +596,12 @@ def utilization(
 
     Parameters
     ----------
-    db : Store
+    {db}
     freq : str or float, default "1h"
         Bucket width.
-    since, until : time-like, duration or None
+    {since_until}
         Clip everything to ``[since, until]``.
-    now : time-like, optional
-        Answer as of this moment.
+    {now}
 
     Returns
     -------
@@ -681,6 +682,7 @@ def utilization(
 
 
 # -- retry_outcomes -------------------------------------------------------------------------
+@share_docs
 def retry_outcomes(
     db: Store,
     *,
@@ -695,10 +697,10 @@ def retry_outcomes(
 
     Parameters
     ----------
-    db : Store
-    since, until : time-like, duration or None
-    now : time-like, optional
-        Answer as of this moment; later claims and finishes are ignored.
+    {db}
+    {since_until}
+    {now}
+        Later claims and finishes are ignored.
 
     Returns
     -------
