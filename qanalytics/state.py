@@ -26,11 +26,10 @@ __all__ = [
     "STALE_AFTER_S",
     "STATES",
     "WorkerState",
-    "active_sql",
     "check_thresholds",
     "classify",
     "classify_ages",
-    "stale_sql",
+    "state_sql",
 ]
 
 #: Default ``active_within``: a worker that beat at most this many seconds ago is active.
@@ -127,46 +126,32 @@ def classify(since_heartbeat_s: float, active_within: float, stale_after: float)
     return "late"
 
 
-def active_sql(column: str, at: float, active_s: float) -> tuple[str, list[float]]:
-    """A SQL term true for a worker that `column` (its last beat) makes active at `at`.
+def state_sql(
+    state: Literal["active", "stale"], column: str, at: float, threshold_s: float
+) -> tuple[str, list[float]]:
+    """A SQL term true for a worker that `column` (its last beat) puts in `state` at `at`.
 
-    The age is computed as in :func:`classify_ages` (``at - last <= active_s``), so SQL
-    and pandas agree to the last bit at the edge.
+    The age is computed as :func:`classify_ages` computes it (``at - last``), so SQL and
+    pandas agree to the last bit at the edges. A worker that never beat (`column` NULL)
+    is stale and not active.
 
     Parameters
     ----------
+    state : {"active", "stale"}
     column : str
         The last-heartbeat column, chosen by the library (never by the user).
     at : float
         The moment asked about, epoch seconds.
-    active_s : float
-        The active threshold, seconds.
+    threshold_s : float
+        ``active_within`` for "active", ``stale_after`` for "stale", in seconds.
 
     Returns
     -------
     (sql, params) : tuple
         The term, with ``?`` placeholders, and its parameters in order.
     """
-    return f"(? - {column} <= ?)", [at, active_s]
-
-
-def stale_sql(column: str, at: float, stale_s: float) -> tuple[str, list[float]]:
-    """A SQL term true for a worker that `column` (its last beat) makes stale at `at`.
-
-    A worker that never beat (`column` NULL) is stale.
-
-    Parameters
-    ----------
-    column : str
-        The last-heartbeat column, chosen by the library (never by the user).
-    at : float
-        The moment asked about, epoch seconds.
-    stale_s : float
-        The stale threshold, seconds.
-
-    Returns
-    -------
-    (sql, params) : tuple
-        The term, with ``?`` placeholders, and its parameters in order.
-    """
-    return f"({column} IS NULL OR ? - {column} > ?)", [at, stale_s]
+    if state == "active":
+        return f"(? - {column} <= ?)", [at, threshold_s]
+    if state == "stale":
+        return f"({column} IS NULL OR ? - {column} > ?)", [at, threshold_s]
+    raise ValueError(f"state={state!r} must be 'active' or 'stale'")

@@ -22,7 +22,7 @@ covers only its own moment (a zero-length interval).
 Across the retention boundary
 -----------------------------
 Before the moment where a pruned store's raw history starts
-(:func:`qanalytics.maintenance.history_horizon`), beats exist only as rolled-up minutes.
+(:func:`qanalytics.read.rollups.history_horizon`), beats exist only as rolled-up minutes.
 There, each minute's first and last beat stand for its beats: the minute is alive from
 its first to its last beat, and the gap from one minute's last beat to the next kept
 beat is a true gap between consecutive beats, judged by the rule above; a silence inside

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .._docstrings import share_docs
 from .._time import parse_duration
-from ..state import ACTIVE_WITHIN_S, STALE_AFTER_S, active_sql, classify_ages, stale_sql
+from ..state import ACTIVE_WITHIN_S, STALE_AFTER_S, classify_ages, state_sql
 from ..store import Store
 from ..store.schema import TASK_STATUSES
 from ..write.workers import _WORKER_COLUMNS, Worker, _worker_from_row
@@ -223,8 +223,8 @@ def queue_metrics(
         (at,),
         action="read the oldest queued task",
     )[0]
-    is_active, active_params = active_sql("last_heartbeat_at", at, active_s)
-    is_stale, stale_params = stale_sql("last_heartbeat_at", at, stale_s)
+    is_active, active_params = state_sql("active", "last_heartbeat_at", at, active_s)
+    is_stale, stale_params = state_sql("stale", "last_heartbeat_at", at, stale_s)
     total_workers, active, stale = db.query(
         f"SELECT count(*), ifnull(sum(CASE WHEN {is_active} THEN 1 ELSE 0 END), 0),"
         f" ifnull(sum(CASE WHEN {is_stale} THEN 1 ELSE 0 END), 0)"
@@ -359,7 +359,7 @@ def active_workers(db: Store, within: Any = ACTIVE_WITHIN_S, *, now: Any = None)
     within_s = parse_duration(within, name="within")
     if now is not None:
         return _as_of(db, now, active_within=within_s, stale_after=within_s, state="active")
-    is_active, params = active_sql("last_heartbeat_at", db.resolve_now(now), within_s)
+    is_active, params = state_sql("active", "last_heartbeat_at", db.resolve_now(now), within_s)
     rows = db.query(
         f"SELECT {_WORKER_COLUMNS} FROM workers WHERE removed_at IS NULL"
         f" AND {is_active} ORDER BY last_heartbeat_at DESC, worker_id",
@@ -389,7 +389,7 @@ def stale_workers(db: Store, after: Any = STALE_AFTER_S, *, now: Any = None) -> 
     after_s = parse_duration(after, name="after")
     if now is not None:
         return _as_of(db, now, active_within=0.0, stale_after=after_s, state="stale")
-    is_stale, params = stale_sql("last_heartbeat_at", db.resolve_now(now), after_s)
+    is_stale, params = state_sql("stale", "last_heartbeat_at", db.resolve_now(now), after_s)
     rows = db.query(
         f"SELECT {_WORKER_COLUMNS} FROM workers WHERE removed_at IS NULL"
         f" AND {is_stale} ORDER BY last_heartbeat_at, worker_id",

@@ -2,44 +2,10 @@
 
 from __future__ import annotations
 
-from .notebook import (
-    INJECTED_TAG,
-    PARAMETERS_TAG,
-    ReportWindow,
-    Table,
-    callout,
-    fmt_count,
-    fmt_duration,
-    fmt_freq,
-    fmt_rate,
-    fmt_time,
-    layout_notice,
-    missing_data,
-    report_window,
-    summary_table,
-    table,
-    window_success,
-    write_report,
-)
+from . import notebook
+from .notebook import *  # noqa: F403
+from .notebook import INJECTED_TAG, PARAMETERS_TAG
 from .notebook import _inject_parameters as _inject_parameters
 from .notebook import _load_template as _load_template
 
-__all__ = [
-    "INJECTED_TAG",
-    "PARAMETERS_TAG",
-    "ReportWindow",
-    "Table",
-    "callout",
-    "fmt_count",
-    "fmt_duration",
-    "fmt_freq",
-    "fmt_rate",
-    "fmt_time",
-    "layout_notice",
-    "missing_data",
-    "report_window",
-    "summary_table",
-    "table",
-    "window_success",
-    "write_report",
-]
+__all__ = [*notebook.__all__, "INJECTED_TAG", "PARAMETERS_TAG"]

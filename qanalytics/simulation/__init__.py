@@ -2,36 +2,8 @@
 
 from __future__ import annotations
 
-from .engine import (
-    DEFAULT_START,
-    FLAP_SILENCES_MIN,
-    INCIDENT_ERROR,
-    TASK_PROFILES,
-    Crash,
-    Decommission,
-    FailureIncident,
-    Flapping,
-    GroundTruth,
-    ScaleUp,
-    Silence,
-    SimulationResult,
-    TaskProfile,
-    simulate,
-)
+from . import engine
+from .engine import *  # noqa: F403
+from .engine import FLAP_SILENCES_MIN, INCIDENT_ERROR
 
-__all__ = [
-    "DEFAULT_START",
-    "FLAP_SILENCES_MIN",
-    "INCIDENT_ERROR",
-    "TASK_PROFILES",
-    "Crash",
-    "Decommission",
-    "FailureIncident",
-    "Flapping",
-    "GroundTruth",
-    "ScaleUp",
-    "Silence",
-    "SimulationResult",
-    "TaskProfile",
-    "simulate",
-]
+__all__ = [*engine.__all__, "FLAP_SILENCES_MIN", "INCIDENT_ERROR"]

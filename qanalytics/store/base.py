@@ -93,7 +93,7 @@ class Store:
     layout : {"native", "classic"}
         ``"native"`` for a qanalytics store. ``"classic"`` for a classic queue database
         (``task_queue`` and ``workers`` tables) opened read-only: the connection then holds
-        TEMP views that present it in the native shape (see :mod:`qanalytics.classic`).
+        TEMP views that present it in the native shape (see :mod:`qanalytics.store.classic`).
     capabilities : frozenset of str
         What the store records: ``"tasks"``, ``"last_heartbeat"``, ``"heartbeat_history"``,
         ``"attempt_history"``, ``"worker_events"``. Questions that need a missing one raise

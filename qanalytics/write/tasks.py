@@ -18,7 +18,7 @@ import pandas as pd
 
 from .._time import parse_duration, to_datetime, to_epoch
 from ..errors import InvalidTransition, TaskNotFound, WorkerNotFound
-from ..state import STALE_AFTER_S, stale_sql
+from ..state import STALE_AFTER_S, state_sql
 from ..store import Store
 from .workers import check_worker_id, encode_json
 
@@ -543,7 +543,7 @@ class Orphan:
 
 
 def _orphan_rows(conn: Any, at: float, stale_s: float) -> list[Orphan]:
-    is_stale, stale_params = stale_sql("w.last_heartbeat_at", at, stale_s)
+    is_stale, stale_params = state_sql("stale", "w.last_heartbeat_at", at, stale_s)
     rows = conn.execute(
         "SELECT t.id, t.type, w.worker_id, t.attempts, t.max_attempts,"
         " CASE WHEN w.removed_at IS NOT NULL THEN 'worker removed'"
