@@ -127,7 +127,17 @@ def workers(
         return classic_workers(
             db, at=at, active_s=active_s, stale_s=stale_s, include_removed=include_removed
         )
-    rows = db.query(_WORKER_SQL, (at,), action="read workers")
+    from .maintenance import rollup_totals, stable_read
+
+    def read() -> tuple[list[Any], float | None, dict[int, tuple[int, float]]]:
+        # Raw counts, the horizon and the rollups as of one moment of any prune.
+        found = db.query(_WORKER_SQL, (at,), action="read workers")
+        horizon_at = horizon(db)
+        # Beats pruned into minutes still count, and may hold the last beat as of `now`.
+        totals = {} if horizon_at is None else rollup_totals(db, until=at)
+        return found, horizon_at, totals
+
+    rows, horizon_at, totals = stable_read(db, read)
     done = db.query(
         "SELECT worker_key, outcome, count(*) FROM attempts WHERE finished_at <= ?"
         " AND outcome IN ('completed', 'failed') GROUP BY worker_key, outcome",
@@ -144,12 +154,7 @@ def workers(
     registered = np.array([np.nan if r[4] is None else r[4] for r in rows], dtype="float64")
     last = np.array([np.nan if r[6] is None else r[6] for r in rows], dtype="float64")
     beat_counts = np.array([r[7] for r in rows], dtype="int64")
-    horizon_at = horizon(db)
     if horizon_at is not None:
-        from .maintenance import rollup_totals
-
-        # Beats pruned into minutes still count, and may hold the last beat as of `now`.
-        totals = rollup_totals(db, until=at)
         beat_counts += np.array([totals.get(r[0], (0, 0.0))[0] for r in rows], dtype="int64")
         rolled_last = [totals.get(r[0], (0, np.nan))[1] for r in rows]
         last = np.fmax(last, np.array(rolled_last, dtype="float64"))
@@ -237,32 +242,40 @@ def heartbeats(
         "resolution": RESOLUTION_DTYPE,
         "beats": "Int64",
     }
-    horizon_at = horizon(db)
     where, params = window_where("at", lo, hi)
     keys: list[int] | None = None
     if names is not None:
         keys = wk.keys_for(names)
         if not keys:
-            return mark_horizon(empty_frame(dtypes), horizon_at)
+            return mark_horizon(empty_frame(dtypes), horizon(db))
         clause, values = in_list_sql("worker_key", keys)
         where.append(clause)
         params.extend(values)
+    from .maintenance import rollup_columns, stable_read
+
+    def read() -> tuple[float | None, dict[str, Any], dict[str, Any] | None]:
+        # The horizon, raw beats and rollups as of one moment of any prune.
+        horizon_at = horizon(db)
+        raw = db.read_columns(
+            "SELECT worker_key, at, IFNULL(task_id, -1) FROM heartbeats WHERE "
+            + " AND ".join(where),
+            params,
+            columns={"worker_key": "int64", "at": "float64", "task_id": "int?"},
+            action="read heartbeats",
+        )
+        rolled = None
+        if uses_rollups(horizon_at, lo):
+            rolled = rollup_columns(db, since=lo, until=hi, keys=keys)
+        return horizon_at, raw, rolled
+
     # Arrays rather than a frame: each column is converted once and the raw one dropped,
     # which keeps the peak near the result's own size on a history of millions of beats.
-    raw = db.read_columns(
-        "SELECT worker_key, at, IFNULL(task_id, -1) FROM heartbeats WHERE " + " AND ".join(where),
-        params,
-        columns={"worker_key": "int64", "at": "float64", "task_id": "int?"},
-        action="read heartbeats",
-    )
+    horizon_at, raw, rolled = stable_read(db, read)
     worker_key, times, task_ids = raw.pop("worker_key"), raw.pop("at"), raw.pop("task_id")
     n_raw = len(times)
     beats: Any = None
     minute: Any = None
-    if uses_rollups(horizon_at, lo):
-        from .maintenance import rollup_columns
-
-        rolled = rollup_columns(db, since=lo, until=hi, keys=keys)
+    if rolled is not None:
         last = rolled["last_at"]
         inside = last <= hi
         if lo is not None:

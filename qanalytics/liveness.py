@@ -29,7 +29,7 @@ beat is a true gap between consecutive beats, judged by the rule above; a silenc
 one minute cannot be seen. Rows say which they come from in a ``resolution`` column
 (``raw`` / ``minute``) where that applies, and frames carry
 ``attrs["raw_history_starts_at"]``. A read whose window starts at or after the horizon
-never touches the rollups.
+reads only each worker's last rolled-up minute, for a silence that runs into the window.
 """
 
 from __future__ import annotations
@@ -324,14 +324,26 @@ def _rollup_points(
 
 
 def _model(db: Store, since: float | None, now: float, keys: list[int] | None) -> _Beats:
-    raw = _read_beats(db, since, now, keys)
+    from .maintenance import stable_read
+
+    def read() -> tuple[pd.DataFrame, float | None, tuple[np.ndarray, ...] | None]:
+        # Raw beats, the horizon and the rollups as of one moment of any prune.
+        beats = _read_beats(db, since, now, keys)
+        horizon_at = horizon(db)
+        rolled = None
+        if horizon_at is not None:
+            # Even a window after the horizon needs each worker's last rolled-up minute:
+            # a silence that began before the horizon runs into the window.
+            rolled = _rollup_points(db, since, now, keys)
+        return beats, horizon_at, rolled
+
+    raw, horizon_at, rolled = stable_read(db, read)
     key = raw["worker_key"].to_numpy(dtype="int64")
     at = raw["at"].to_numpy(dtype="float64")
     task = raw["task_id"].to_numpy(dtype="int64")
     n_raw = len(key)
-    horizon_at = horizon(db)
-    if uses_rollups(horizon_at, since):
-        r_key, r_at, r_task, r_inner, r_mean = _rollup_points(db, since, now, keys)
+    if rolled is not None:
+        r_key, r_at, r_task, r_inner, r_mean = rolled
         key = np.concatenate([key, r_key])
         at = np.concatenate([at, r_at])
         task = np.concatenate([task, r_task])

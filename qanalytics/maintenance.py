@@ -18,8 +18,9 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,7 @@ import pandas as pd
 from ._frame import UTC_DTYPE, as_category, as_utc, empty_frame, resolve_window
 from ._time import parse_duration
 from .errors import UnsupportedError
+from .schema import OUTCOMES, TASK_STATUSES, WORKER_EVENTS
 from .store import Store, wrap_errors
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "raw_history_starts_at",
     "rollup_columns",
     "rollup_totals",
+    "stable_read",
     "stats",
     "vacuum",
 ]
@@ -55,6 +58,8 @@ CHECKPOINT_MODES = ("PASSIVE", "FULL", "RESTART", "TRUNCATE")
 #: ``meta`` keys written by :func:`prune`.
 META_HEARTBEATS_PRUNED_BEFORE = "heartbeats_pruned_before"
 META_TASKS_PRUNED_BEFORE = "tasks_pruned_before"
+#: ``meta`` key counting the heartbeat batches :func:`prune` has committed.
+META_HEARTBEAT_BATCHES = "heartbeat_prune_batches"
 
 _FINISHED = ("completed", "failed", "cancelled")
 
@@ -220,49 +225,66 @@ def _progress_bar(enabled: bool, total: int, desc: str) -> Any:
 
 
 # -- prune --------------------------------------------------------------------------------
-def _rollup_batch(db: Store, cutoff: float, batch: int) -> tuple[int, int]:
-    """Roll up and delete the oldest `batch` heartbeats before `cutoff`, in one transaction."""
+def _rollup_batch(db: Store, cutoff: float, batch: int) -> tuple[int, int, float]:
+    """Roll up and delete the oldest heartbeats before `cutoff`, in one transaction.
+
+    The batch ends at a moment, the horizon it records in the same transaction: every
+    beat before it is rolled up, every beat at or after it is raw. Readers that trust the
+    horizon therefore see each beat once at every commit, whatever happens to the rest of
+    the prune. Returns the beats moved, the rollup rows written and that horizon.
+    """
+    select = "SELECT rowid, worker_key, at, task_id FROM heartbeats"
     with db.transaction("roll up old heartbeats") as conn:
+        # One row more than the batch says where the next batch starts.
         rows = conn.execute(
-            "SELECT rowid, worker_key, at, task_id FROM heartbeats WHERE at < ?"
-            " ORDER BY at, rowid LIMIT ?",
-            (cutoff, batch),
+            select + " WHERE at < ? ORDER BY at, rowid LIMIT ?", (cutoff, batch + 1)
         ).fetchall()
-        if not rows:
-            return 0, 0
-        # (worker, minute) -> [beats, first_at, last_at, last_task_id]; rows come in time
-        # order, so the last row seen for a bucket carries its last task.
+        boundary = cutoff
+        if len(rows) > batch:
+            boundary = float(rows[batch][2])
+            rows = [row for row in rows[:batch] if row[2] < boundary]
+            if not rows:
+                # More than `batch` beats share the oldest moment: move all of them, so
+                # the horizon never splits beats that happened at the same time.
+                rows = conn.execute(select + " WHERE at = ? ORDER BY rowid", (boundary,)).fetchall()
+                boundary = math.nextafter(boundary, math.inf)
         buckets: dict[tuple[int, int], list[Any]] = {}
-        for _rowid, key, at, task_id in rows:
-            minute = int(_minute_floor(at))
-            bucket = buckets.get((key, minute))
-            if bucket is None:
-                buckets[(key, minute)] = [1, at, at, task_id]
-            else:
-                bucket[0] += 1
-                bucket[2] = at
-                bucket[3] = task_id
-        conn.executemany(
-            "INSERT INTO heartbeat_rollups"
-            " (worker_key, minute, beats, first_at, last_at, last_task_id)"
-            " VALUES (?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (worker_key, minute) DO UPDATE SET"
-            # Existing columns are qualified: PostgreSQL finds them ambiguous otherwise.
-            "  beats = heartbeat_rollups.beats + excluded.beats,"
-            "  first_at = min(heartbeat_rollups.first_at, excluded.first_at),"
-            "  last_task_id = CASE WHEN excluded.last_at >= heartbeat_rollups.last_at"
-            "   THEN excluded.last_task_id ELSE heartbeat_rollups.last_task_id END,"
-            "  last_at = max(heartbeat_rollups.last_at, excluded.last_at)",
-            [(key, minute, *values) for (key, minute), values in buckets.items()],
-        )
-        _last_rowid, _key, last_at, _task = rows[-1]
-        deleted = conn.execute(
-            "DELETE FROM heartbeats WHERE at < ?1 AND (at < ?2 OR (at = ?2 AND rowid <= ?3))",
-            (cutoff, last_at, rows[-1][0]),
-        ).rowcount
-        if deleted != len(rows):  # pragma: no cover - the transaction holds the write lock
-            raise RuntimeError(f"rolled up {len(rows)} heartbeats but deleted {deleted}")
-        return len(rows), len(buckets)
+        if rows:
+            # (worker, minute) -> [beats, first_at, last_at, last_task_id]; rows come in
+            # time order, so the last row seen for a bucket carries its last task.
+            for _rowid, key, at, task_id in rows:
+                minute = int(_minute_floor(at))
+                bucket = buckets.get((key, minute))
+                if bucket is None:
+                    buckets[(key, minute)] = [1, at, at, task_id]
+                else:
+                    bucket[0] += 1
+                    bucket[2] = at
+                    bucket[3] = task_id
+            conn.executemany(
+                "INSERT INTO heartbeat_rollups"
+                " (worker_key, minute, beats, first_at, last_at, last_task_id)"
+                " VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (worker_key, minute) DO UPDATE SET"
+                # Existing columns are qualified: PostgreSQL finds them ambiguous otherwise.
+                "  beats = heartbeat_rollups.beats + excluded.beats,"
+                "  first_at = min(heartbeat_rollups.first_at, excluded.first_at),"
+                "  last_task_id = CASE WHEN excluded.last_at >= heartbeat_rollups.last_at"
+                "   THEN excluded.last_task_id ELSE heartbeat_rollups.last_task_id END,"
+                "  last_at = max(heartbeat_rollups.last_at, excluded.last_at)",
+                [(key, minute, *values) for (key, minute), values in buckets.items()],
+            )
+            deleted = conn.execute("DELETE FROM heartbeats WHERE at < ?", (boundary,)).rowcount
+            if deleted != len(rows):  # pragma: no cover - the transaction holds the write lock
+                raise RuntimeError(f"rolled up {len(rows)} heartbeats but deleted {deleted}")
+            # Readers compare this counter before and after a read (see stable_read).
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, 1)"
+                " ON CONFLICT (key) DO UPDATE SET value = meta.value + 1",
+                (META_HEARTBEAT_BATCHES,),
+            )
+        _set_horizon(conn, META_HEARTBEATS_PRUNED_BEFORE, boundary)
+        return len(rows), len(buckets), boundary
 
 
 def _prune_tasks_batch(db: Store, cutoff: float, batch: int) -> tuple[int, int]:
@@ -283,15 +305,14 @@ def _prune_tasks_batch(db: Store, cutoff: float, batch: int) -> tuple[int, int]:
         return tasks, attempts
 
 
-def _set_horizon(db: Store, key: str, value: float) -> None:
+def _set_horizon(conn: Any, key: str, value: float) -> None:
     # The horizon only moves forward: a later prune with a longer `keep` cannot bring
-    # back beats that are already minutes.
-    with db.transaction(f"record {key}") as conn:
-        conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?, ?)"
-            " ON CONFLICT (key) DO UPDATE SET value = max(meta.value, excluded.value)",
-            (key, value),
-        )
+    # back beats that are already minutes. Runs inside the caller's transaction.
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = max(meta.value, excluded.value)",
+        (key, value),
+    )
 
 
 def prune(
@@ -302,20 +323,26 @@ def prune(
     finished_keep: Any = None,
     batch: int = 5000,
     progress: bool = False,
+    on_batch: Callable[[int, float], Any] | None = None,
 ) -> PruneResult:
     """Roll up heartbeats older than `keep` into per-minute rows, then delete them.
 
     Each heartbeat before the cutoff (``now - keep``, aligned down to a whole minute) is
     folded into ``heartbeat_rollups``, one row per worker and minute holding the number
     of beats, the first and last beat and the task id of the last beat, and deleted
-    from ``heartbeats``. Work is done in transactions of at most `batch` rows, so
-    writers wait for the lock at most one batch at a time. Rollups merge: running again
-    after more beats aged out adds to the existing rows (sums of beats, min of first,
-    max of last), and running twice with the same `now` changes nothing the second time.
+    from ``heartbeats``. Work is done in transactions of at most `batch` rows (more only
+    when more than `batch` beats share one moment), so writers wait for the lock at most
+    one batch at a time. Rollups merge: running again after more beats aged out adds to
+    the existing rows (sums of beats, min of first, max of last), and running twice with
+    the same `now` changes nothing the second time.
 
-    Worker rows keep ``last_heartbeat_at``, so liveness "now" is unaffected. The cutoff is
-    recorded in the ``meta`` table (see :func:`raw_history_starts_at`) and only moves
-    forward.
+    Beats are rolled up oldest first, and each batch records how far it got (the horizon,
+    see :func:`raw_history_starts_at`) in the same transaction that moves its beats. So
+    at every moment of a prune, and after one that was killed or failed part way, the
+    raw beats and the rollups together hold every beat exactly once, and readers see
+    them all; running `prune` again finishes the job. The horizon only moves forward and
+    ends at the cutoff. Worker rows keep ``last_heartbeat_at``, so liveness "now" is
+    unaffected.
 
     Parameters
     ----------
@@ -333,6 +360,11 @@ def prune(
         Rows per transaction.
     progress : bool, default False
         Show a progress bar.
+    on_batch : callable, optional
+        Called after each committed batch of heartbeats as ``on_batch(rolled, horizon)``:
+        the beats rolled up so far and the horizon (epoch seconds) now recorded. An
+        exception it raises stops the prune and propagates; the batches committed so far
+        stay, and the store stays consistent.
 
     Returns
     -------
@@ -360,6 +392,8 @@ def prune(
     batch = _check_batch(batch)
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be a bool, not {type(progress).__name__}")
+    if on_batch is not None and not callable(on_batch):
+        raise TypeError(f"on_batch must be callable, not {type(on_batch).__name__}")
     db.require_writable("prune the store")
     _require_rollups(db, "prune heartbeats")
     at = db.resolve_now(now)
@@ -372,19 +406,19 @@ def prune(
     rolled = rollup_rows = transactions = 0
     try:
         while True:
-            n, buckets = _rollup_batch(db, cutoff, batch)
+            n, buckets, reached = _rollup_batch(db, cutoff, batch)
             transactions += 1
-            if n == 0:
-                break
             rolled += n
             rollup_rows += buckets
-            if bar is not None:
+            if bar is not None and n:
                 bar.update(n)
+            if on_batch is not None:
+                on_batch(rolled, reached)
+            if reached >= cutoff:  # every beat before the cutoff is rolled up
+                break
     finally:
         if bar is not None:
             bar.close()
-    _set_horizon(db, META_HEARTBEATS_PRUNED_BEFORE, cutoff)
-    transactions += 1
 
     finished_cutoff = None
     tasks_deleted = attempts_deleted = 0
@@ -397,7 +431,8 @@ def prune(
                 break
             tasks_deleted += n_tasks
             attempts_deleted += n_attempts
-        _set_horizon(db, META_TASKS_PRUNED_BEFORE, finished_cutoff)
+        with db.transaction(f"record {META_TASKS_PRUNED_BEFORE}") as conn:
+            _set_horizon(conn, META_TASKS_PRUNED_BEFORE, finished_cutoff)
         transactions += 1
     return PruneResult(
         cutoff=cutoff,
@@ -411,6 +446,60 @@ def prune(
 
 
 # -- reading rollups ----------------------------------------------------------------------
+_T = TypeVar("_T")
+
+#: Reads :func:`stable_read` tries before it falls back to one snapshot transaction.
+_OPTIMISTIC_READS = 3
+
+
+def _batches_committed(db: Store) -> Any:
+    rows = db.query(
+        "SELECT value FROM meta WHERE key = ?",
+        (META_HEARTBEAT_BATCHES,),
+        action="read the prune batch counter",
+    )
+    return rows[0][0] if rows else None
+
+
+def stable_read(db: Store, read: Callable[[], _T]) -> _T:
+    """Run `read` so that it sees the heartbeat history at one moment of any prune.
+
+    A reader that combines raw heartbeats, rollups and the horizon runs several queries;
+    a prune batch committed between them would show some beats twice or not at all.
+    Every batch bumps a counter in ``meta`` in its own transaction, so `read` is run
+    between two reads of the counter and run again if it moved. After a few moved
+    counters (a prune busy with small batches), `read` runs inside one read transaction
+    (a snapshot; ``REPEATABLE READ`` on PostgreSQL), which costs the faster side reader.
+
+    Parameters
+    ----------
+    db : Store
+    read : callable
+        Takes no arguments and only reads from `db`.
+
+    Returns
+    -------
+    object
+        What `read` returned.
+    """
+    if db.conn.in_transaction or not _has_table(db, "meta"):
+        return read()  # inside a transaction already, or a store that cannot be pruned
+    for _ in range(_OPTIMISTIC_READS):
+        before = _batches_committed(db)
+        result = read()
+        if _batches_committed(db) == before:
+            return result
+        del result  # a large read is dropped before it is read again
+    begin = "BEGIN ISOLATION LEVEL REPEATABLE READ" if db.dialect == "postgresql" else "BEGIN"
+    with wrap_errors("start a read transaction"):
+        db.conn.execute(begin)
+    try:
+        return read()
+    finally:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")  # nothing was written
+
+
 def history_horizon(db: Store) -> float | None:
     """The epoch second before which raw heartbeats were pruned, or None if never.
 
@@ -784,13 +873,165 @@ _INVARIANTS: tuple[tuple[str, str], ...] = (
 )
 
 
+# Columns whose values come from a fixed list: (table, column, allowed, nullable).
+_LISTED: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
+    ("tasks", "status", TASK_STATUSES, False),
+    ("attempts", "outcome", OUTCOMES, True),
+    ("worker_events", "event", WORKER_EVENTS, False),
+)
+# Epoch-second columns: (table, column, nullable).
+_TIMES: tuple[tuple[str, str, bool], ...] = (
+    ("workers", "registered_at", False),
+    ("workers", "last_heartbeat_at", True),
+    ("workers", "removed_at", True),
+    ("worker_events", "at", False),
+    ("heartbeats", "at", False),
+    ("tasks", "created_at", False),
+    ("tasks", "run_after", False),
+    ("tasks", "started_at", True),
+    ("tasks", "finished_at", True),
+    ("tasks", "lease_until", True),
+    ("attempts", "claimed_at", False),
+    ("attempts", "finished_at", True),
+    ("heartbeat_rollups", "minute", False),
+    ("heartbeat_rollups", "first_at", False),
+    ("heartbeat_rollups", "last_at", False),
+)
+# The schema's other CHECK constraints: (table, condition every row must meet).
+_BOUNDS: tuple[tuple[str, str], ...] = (
+    ("tasks", "attempts >= 0"),
+    ("tasks", "max_attempts >= 1"),
+    ("attempts", "attempt >= 1"),
+    ("heartbeat_rollups", "beats >= 1"),
+    ("heartbeat_rollups", "last_at >= first_at"),
+)
+
+
+def _rows(n: int) -> str:
+    return f"{n:,} row{'' if n == 1 else 's'}"
+
+
+def _constraint_problems(db: Store) -> list[str]:
+    """The schema's CHECK constraints and column types, queried row by row.
+
+    A read-only SQLite connection skips CHECK constraints in ``PRAGMA integrity_check``,
+    and SQLite's flexible typing lets any connection store text in a REAL column, so
+    both are checked explicitly. Table and column names come from the constants above.
+    """
+    tables = {
+        str(r[0])
+        for r in db.query(
+            "SELECT name FROM sqlite_master WHERE type = 'table'", action="list tables"
+        )
+    }
+    problems: list[str] = []
+
+    def count(table: str, where: str, shown: str, params: tuple[Any, ...] = ()) -> tuple[int, Any]:
+        # The rows of `table` that match `where`, and the least of `shown` among them.
+        n, example = db.query(
+            f"SELECT count(*), min(quote({shown})) FROM {_quote(table)} WHERE {where}",
+            params,
+            action=f"check the values in {table}",
+        )[0]
+        return int(n), example
+
+    for table, column, allowed, nullable in _LISTED:
+        if table not in tables:
+            continue
+        where = f"{_quote(column)} NOT IN ({', '.join('?' * len(allowed))})"
+        if not nullable:
+            where = f"({where} OR {_quote(column)} IS NULL)"
+        n, example = count(table, where, _quote(column), allowed)
+        if n:
+            problems.append(
+                f"{table}: {_rows(n)} with {column} outside {', '.join(allowed)}"
+                f" (for example {example})"
+            )
+    for table, column, nullable in _TIMES:
+        if table not in tables:
+            continue
+        kinds = "'real', 'integer', 'null'" if nullable else "'real', 'integer'"
+        where = f"typeof({_quote(column)}) NOT IN ({kinds})"
+        n, example = count(table, where, _quote(column))
+        if n:
+            problems.append(
+                f"{table}: {_rows(n)} with {column} not a number of epoch seconds"
+                f" (for example {example})"
+            )
+    for table, rule in _BOUNDS:
+        if table not in tables:
+            continue
+        n, _example = count(table, f"NOT ({rule})", "NULL")
+        if n:
+            problems.append(f"{table}: {_rows(n)} failing {rule}")
+    if "meta" in tables:
+        keys = (META_HEARTBEATS_PRUNED_BEFORE, META_TASKS_PRUNED_BEFORE, META_HEARTBEAT_BATCHES)
+        for key, value in db.query(
+            "SELECT key, quote(value) FROM meta WHERE key IN (?, ?, ?)"
+            " AND typeof(value) NOT IN ('real', 'integer')",
+            keys,
+            action="check the values in meta",
+        ):
+            problems.append(f"meta: {key} is {value}, not a number")
+    return problems
+
+
+def _rollup_problems(db: Store) -> list[str]:
+    """Rollups that readers would miscount: outside their minute, or past the horizon."""
+    if not (_has_table(db, "heartbeat_rollups") and _has_table(db, "meta")):
+        return []
+    problems: list[str] = []
+    outside = db.query(
+        "SELECT count(*) FROM heartbeat_rollups"
+        f" WHERE minute % {ROLLUP_SECONDS} <> 0 OR first_at < minute"
+        f" OR last_at >= minute + {ROLLUP_SECONDS} OR (beats = 1 AND first_at <> last_at)",
+        action="check the rollups",
+    )[0][0]
+    if outside:
+        problems.append(f"heartbeat_rollups: {_rows(int(outside))} with beats outside their minute")
+    total = int(db.query("SELECT count(*) FROM heartbeat_rollups", action="count rollups")[0][0])
+    if not total:
+        return problems
+    value = _meta_get(db, META_HEARTBEATS_PRUNED_BEFORE)
+    if value is None:
+        problems.append(
+            f"heartbeat_rollups: {_rows(total)} but no horizon ({META_HEARTBEATS_PRUNED_BEFORE}"
+            " in meta), so readers do not see those beats; run prune again to record it"
+        )
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        after = int(
+            db.query(
+                "SELECT count(*) FROM heartbeat_rollups WHERE last_at >= ?",
+                (float(value),),
+                action="check the rollups against the horizon",
+            )[0][0]
+        )
+        if after:
+            problems.append(
+                f"heartbeat_rollups: {_rows(after)} with beats at or after the horizon"
+                f" {_epoch_text(float(value))}, where readers count raw beats only"
+            )
+    return problems
+
+
+def _epoch_text(at: float) -> str:
+    stamp = _timestamp(at)
+    return f"{at!r}" if stamp is None else stamp.isoformat()
+
+
 def integrity_check(db: Store, *, invariants: bool = True) -> list[str]:
     """Check the database file and the queue's invariants.
 
-    Runs ``PRAGMA integrity_check`` (every page, index and constraint),
-    ``PRAGMA foreign_key_check`` and, with `invariants`, the queue's own rules: each
-    task's attempt count matches its attempt rows, at most one attempt per task is
-    open, a processing task's latest attempt is open and no finished task has an open one.
+    Runs ``PRAGMA integrity_check`` (every page and index) and
+    ``PRAGMA foreign_key_check``, then queries the schema's rules row by row, because a
+    read-only connection skips CHECK constraints and SQLite stores text in any column:
+    statuses, outcomes and events in their lists, every timestamp a number of epoch
+    seconds (not text), the counts' lower bounds. With `invariants`, also the queue's
+    own rules: each task's attempt count matches its attempt rows, at most one attempt
+    per task is open, a processing task's latest attempt is open and no finished task
+    has an open one; and the retention rules: each rolled-up minute holds beats of that
+    minute only, and a store with rollups records a horizon that every rolled-up beat is
+    before (otherwise readers would miss or double-count those beats).
 
     Parameters
     ----------
@@ -818,10 +1059,15 @@ def integrity_check(db: Store, *, invariants: bool = True) -> list[str]:
         problems.append(
             f"foreign key: {table} row {rowid} refers to a missing {parent} row (constraint {fkid})"
         )
-    if invariants and not problems:
+    file_sound = not problems
+    if db.dialect == "sqlite" and db.layout == "native":
+        # PostgreSQL enforces its CHECK constraints and column types on every write.
+        problems.extend(_constraint_problems(db))
+    if invariants and file_sound:
         for template, sql in _INVARIANTS:
             for row in db.query(sql, action="check the queue's invariants"):
                 problems.append(template.format(*row))
+        problems.extend(_rollup_problems(db))
     return problems
 
 
