@@ -1257,13 +1257,13 @@ def plan(
         current = math.nan
         recommended: Any = pd.NA
         expected = pct_wait = prob = math.nan
-        if not observed[i] > 0:
-            note = "not observed in the window"
-            stable = False
-        elif nothing_observed:
+        if nothing_observed:
             note = (
                 "nothing observed in the window: no queue entries, finished attempts or heartbeats"
             )
+            stable = False
+        elif not observed[i] > 0:
+            note = "not observed in the window"
             stable = False
         elif not (mean_s > 0):
             note = "no finished attempts in the window: run time unknown"

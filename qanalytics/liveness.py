@@ -41,7 +41,8 @@ beat is a true gap between consecutive beats, judged by the rule above; a silenc
 one minute cannot be seen. Rows say which they come from in a ``resolution`` column
 (``raw`` / ``minute``) where that applies, and frames carry
 ``attrs["raw_history_starts_at"]``. A read whose window starts at or after the horizon
-never touches the rollups.
+reads only the last rolled-up minute of a worker with no raw beat before the window (a
+worker silent since before the horizon), so that its silence is still seen.
 """
 
 from __future__ import annotations
@@ -359,8 +360,16 @@ def _model(db: Store, since: float | None, now: float, keys: list[int] | None) -
     task = raw["task_id"].to_numpy(dtype="int64")
     n_raw = len(key)
     horizon_at = horizon(db)
-    if uses_rollups(horizon_at, since):
+    rollups = uses_rollups(horizon_at, since)
+    # A window after the horizon still needs the last rolled-up minute of a worker with no
+    # raw beat before the window: it went silent before the horizon, and is silent still.
+    carry = not rollups and horizon_at is not None and since is not None
+    if rollups or carry:
         r_key, r_at, r_task, r_inner, r_mean = _rollup_points(db, since, now, keys)
+        if carry:
+            take = ~np.isin(r_key, key[at < since])
+            r_key, r_at, r_task = r_key[take], r_at[take], r_task[take]
+            r_inner, r_mean = r_inner[take], r_mean[take]
         key = np.concatenate([key, r_key])
         at = np.concatenate([at, r_at])
         task = np.concatenate([task, r_task])
