@@ -1137,7 +1137,12 @@ def plan(
         for one shared pool, which needs fewer thanks to pooling).
     since, until : time-like, duration or None, default since="7d"
         The window observed. It starts no earlier than the store's first queue entry
-        or heartbeat, so a short history is not diluted by days with no data.
+        or heartbeat, so a short history is not diluted by days with no data. Workers
+        count as alive only where their heartbeats say so (see
+        :func:`qanalytics.alive_intervals`): none after a silence that started before
+        the window. A window with no queue entry, finished attempt or heartbeat (for
+        instance one after the store's last event) plans nothing: every row has
+        ``stable`` False, no recommendation and a note saying nothing was observed.
     now : time-like, optional
         Answer as of this moment.
     ca2 : float, optional
@@ -1240,6 +1245,9 @@ def plan(
         ca2_values = np.full(n_groups, fixed_ca2)
     load = rate * mix_mean
     fleet_load = float(np.nansum(load)) * g
+    # A window after the store's last event (or before its first) holds no queue entry, no
+    # finished attempt and no heartbeat: every row says so rather than planning from nothing.
+    nothing_observed = not ok.any() and not len(obs.run_s) and total_alive <= 0
 
     rows = []
     for i in range(n_groups):
@@ -1249,7 +1257,12 @@ def plan(
         current = math.nan
         recommended: Any = pd.NA
         expected = pct_wait = prob = math.nan
-        if not observed[i] > 0:
+        if nothing_observed:
+            note = (
+                "nothing observed in the window: no queue entries, finished attempts or heartbeats"
+            )
+            stable = False
+        elif not observed[i] > 0:
             note = "not observed in the window"
             stable = False
         elif not (mean_s > 0):

@@ -526,18 +526,31 @@ def outages_command(
     fmt: str,
     now: str | None,
 ) -> None:
-    """Silences in the heartbeat history: who went quiet, when, and what they held."""
+    """Silences in the heartbeat history: who went quiet, when, and what they held.
+
+    Every outage overlapping the window is listed whole: one that started before the
+    window (a worker silent since long ago) shows its true start.
+    """
+    from ._frame import resolve_window
     from .liveness import outages
 
     with _open(db_path) as db:
-        frame = outages(
-            db,
-            min_gap=min_gap,
-            since=_time_arg(since),
-            until=_time_arg(until),
-            now=_time_arg(now),
-        )
-    emit_frame(frame, fmt, empty="No outages.")
+        lo, hi, at = resolve_window(db, _time_arg(since), _time_arg(until), _time_arg(now))
+        frame = outages(db, min_gap=min_gap, since=lo, until=hi, now=at)
+    span = f"{_moment(lo) if lo is not None else 'the first beat'} and {_moment(hi)}"
+    if fmt == "table" and not frame.empty:
+        ongoing = int(frame["ongoing"].sum())
+        line = f"{len(frame)} outage(s) between {span}, {ongoing} still going on"
+        if lo is not None:
+            earlier = int((frame["start"] < pd.Timestamp(lo, unit="s", tz="UTC")).sum())
+            if earlier:
+                line += f"; {earlier} started before the window (start is when it began)"
+        click.echo(line + ":")
+    emit_frame(frame, fmt, empty=f"No outages between {span}.")
+
+
+def _moment(at: float) -> str:
+    return pd.Timestamp(at, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @main.command("metrics", short_help="Queue health now (table, JSON or Prometheus).")

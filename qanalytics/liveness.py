@@ -10,14 +10,26 @@ records a beat) starts the next one, so the silence between a removal and a revi
 neither a gap nor an outage. Within a life, the *gap* before a beat is the time since the
 previous beat. A gap is an *outage* when it exceeds the worker's *threshold*: ``min_gap``
 when given, else 3x the median of the worker's positive gaps in the history read (the
-fleet-wide median when the worker has none; with no gaps at all and no ``min_gap``, no
-outage can be judged). After a life's last beat, the silence up to the removal (or up to
-``now`` while still registered) is an outage when it exceeds the threshold too.
+fleet-wide median when the worker has none; with no gaps at all and no ``min_gap``,
+:data:`UNMEASURED_THRESHOLD_S`). After a life's last beat, the silence up to the removal
+(or up to ``now`` while still registered) is an outage when it exceeds the threshold too.
 
 Alive time is the complement of outages within each life: a beat covers ``[beat, next
 beat]`` when the gap to the next beat is not an outage; the last beat of a life covers up
 to the removal or ``now`` unless that silence is an outage; a beat followed by an outage
 covers only its own moment (a zero-length interval).
+
+Windows
+-------
+``since``/``until`` choose what is reported, not what is known: a windowed read also
+takes each worker's last :data:`CONTEXT_BEATS` beats before the window, so a silence
+that started before the window (a worker that died long ago) is seen, and the usual
+interval is measured even when the window holds no beat at all. An outage that overlaps
+the window is reported whole, with its true ``start`` (possibly before ``since``) and
+``end``; alive intervals are clipped to the window. A worker is alive only from its first
+beat and, after its last beat, for at most its threshold: in a window after its last
+beat a registered worker is dead (uptime 0, no alive interval), and a window that ends
+before a worker's first beat has no row for it.
 
 Across the retention boundary
 -----------------------------
@@ -29,7 +41,8 @@ beat is a true gap between consecutive beats, judged by the rule above; a silenc
 one minute cannot be seen. Rows say which they come from in a ``resolution`` column
 (``raw`` / ``minute``) where that applies, and frames carry
 ``attrs["raw_history_starts_at"]``. A read whose window starts at or after the horizon
-reads only each worker's last rolled-up minute, for a silence that runs into the window.
+reads only the last rolled-up minute of a worker with no raw beat before the window (a
+worker silent since before the horizon), so that its silence is still seen.
 """
 
 from __future__ import annotations
@@ -46,10 +59,24 @@ from ._time import parse_duration
 from .registry import check_worker_id
 from .store import Store
 
-__all__ = ["OUTAGE_FACTOR", "alive_intervals", "heartbeat_gaps", "outages", "uptime"]
+__all__ = [
+    "CONTEXT_BEATS",
+    "OUTAGE_FACTOR",
+    "UNMEASURED_THRESHOLD_S",
+    "alive_intervals",
+    "heartbeat_gaps",
+    "outages",
+    "uptime",
+]
 
 #: A gap longer than this many times the worker's median heartbeat interval is an outage.
 OUTAGE_FACTOR = 3.0
+#: A windowed read also takes up to this many beats per worker from before the window:
+#: they carry a silence that started earlier into the window and give the usual interval.
+CONTEXT_BEATS = 100
+#: The outage threshold (seconds) when no interval can be measured at all (no gaps in the
+#: history read and no ``min_gap``): the default ``stale_after`` of :func:`workers`.
+UNMEASURED_THRESHOLD_S = 300.0
 
 ENDED_BY_DTYPE = pd.CategoricalDtype(["resumed", "removed", "still silent"])
 #: ``resolution`` of a row: from a raw beat, or from a minute rolled up by ``prune``.
@@ -266,13 +293,16 @@ def _read_beats(db: Store, since: float | None, now: float, keys: list[int] | No
         action="read heartbeats",
     )
     if since is not None:
-        # The beat before the window, per worker, via the (worker_key, at) index.
+        # The last beats before the window, per worker, via the (worker_key, at) index:
+        # the latest one carries the worker's state into the window (a silence that
+        # started before it), the others give its usual interval when the window itself
+        # holds too few beats to judge one.
         sql = (
             "SELECT w.worker_key, h.at, IFNULL(h.task_id, -1) FROM workers w"
-            " JOIN heartbeats h ON h.rowid = (SELECT h2.rowid FROM heartbeats h2"
-            " WHERE h2.worker_key = w.worker_key AND h2.at < ? ORDER BY h2.at DESC LIMIT 1)"
+            " JOIN heartbeats h ON h.rowid IN (SELECT h2.rowid FROM heartbeats h2"
+            " WHERE h2.worker_key = w.worker_key AND h2.at < ? ORDER BY h2.at DESC LIMIT ?)"
         )
-        prior_params: list[Any] = [since]
+        prior_params: list[Any] = [since, CONTEXT_BEATS]
         if keys is not None:
             clause, values = in_list_sql("w.worker_key", keys)
             sql += " WHERE " + clause
@@ -344,6 +374,12 @@ def _model(db: Store, since: float | None, now: float, keys: list[int] | None) -
     n_raw = len(key)
     if rolled is not None:
         r_key, r_at, r_task, r_inner, r_mean = rolled
+        if since is not None and not uses_rollups(horizon_at, since):
+            # A window after the horizon needs the last rolled-up minute only of a worker
+            # with no raw beat before the window: it went silent before the horizon.
+            take = ~np.isin(r_key, key[at < since])
+            r_key, r_at, r_task = r_key[take], r_at[take], r_task[take]
+            r_inner, r_mean = r_inner[take], r_mean[take]
         key = np.concatenate([key, r_key])
         at = np.concatenate([at, r_at])
         task = np.concatenate([task, r_task])
@@ -410,7 +446,8 @@ def _thresholds(beats: _Beats, min_gap: Any) -> np.ndarray:
         positive &= ~beats.minute & ~prev_minute
     estimated = beats.mean_gap > 0
     if not positive.any() and not estimated.any():
-        return np.full(n, np.inf)
+        # Nothing to measure an interval from: a worker is not alive for ever after one beat.
+        return np.full(n, UNMEASURED_THRESHOLD_S)
     medians = _median_by_key(beats.gap, beats.key, positive)
     per_beat = medians.reindex(beats.key).to_numpy(dtype="float64")
     if estimated.any():
@@ -612,7 +649,9 @@ def outages(
     min_gap : float, str or None
         A fixed threshold (seconds or a duration string such as ``"2min"``).
     since, until : time-like, duration or None
-        Outages overlapping this window (absolute times, or durations back from `now`).
+        Outages overlapping this window (absolute times, or durations back from `now`),
+        each reported whole: an outage that started before `since` and is still going
+        (or ended inside the window) is included, with its true `start`.
     now : time-like or None
         Answer as of this moment (defaults to the store clock).
 
@@ -722,7 +761,8 @@ def uptime(
     the epoch. The fraction's denominator is the part of the bucket inside the window
     (``since`` to ``until``) during which the worker was registered (from its first beat
     to its removal), so a partial current bucket, a worker added mid-bucket and a worker
-    removed on purpose are not shown as partly dead; a crashed worker's silence counts.
+    removed on purpose are not shown as partly dead; a crashed worker's silence counts,
+    including a silence that started before the window (see the module docstring).
     A worker has a row for every bucket from the one holding its first beat in the window
     (or ``since``) through the window's end, or through its removal if it is removed as of
     `now` (not the bucket that starts at the removal).
