@@ -537,7 +537,11 @@ def connect_postgres(url: str, *, readonly: bool, clock: Clock) -> PgStore:
     """
     psycopg = _psycopg()
     try:
-        raw = psycopg.connect(_with_options(url, readonly=readonly), autocommit=True)
+        conninfo = _with_options(url, readonly=readonly)
+    except ValueError as exc:  # urllib could not split it (an unclosed IPv6 bracket)
+        raise StoreError(f"cannot connect to {redact(url)!r}: {exc}") from None
+    try:
+        raw = psycopg.connect(conninfo, autocommit=True)
     except psycopg.Error as exc:
         message = scrub(str(exc), url)
         error = StoreError(f"cannot connect to {redact(url)!r}: {message}")
