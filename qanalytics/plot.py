@@ -18,10 +18,11 @@ raises ``ValueError`` naming the columns. Colours are consistent across plots: s
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC
-from typing import Any
+from typing import Any, ParamSpec
 
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
@@ -121,6 +122,43 @@ def _resolve_by(
             raise TypeError(f"{func}(): by must be a column name or a list of them, not {by!r}")
     _check_frame(frame, columns, name="frame", func=func)
     return columns
+
+
+def _literal(text: object) -> str:
+    """`text` for a tick label: every ``$`` escaped, so mathtext never parses data."""
+    return str(text).replace("$", r"\$")
+
+
+def _literal_labels(ax: Axes) -> None:
+    """Show the titles, axis labels, texts and legend entries of `ax` (and its twins) as written.
+
+    Task types, worker ids and column names are data: ``$x^2$`` or an unbalanced ``$``
+    would be parsed as mathtext, which renders something else or fails when the figure
+    is drawn. Tick labels built from data are escaped where they are set (:func:`_literal`),
+    since an axis may create new tick labels when it draws.
+    """
+    for axes in {ax, *ax.get_shared_x_axes().get_siblings(ax)}:
+        texts = [axes.title, axes.xaxis.label, axes.yaxis.label, *axes.texts]
+        legend = axes.get_legend()
+        if legend is not None:
+            texts += [*legend.get_texts(), legend.get_title()]
+        for text in texts:
+            text.set_parse_math(False)
+
+
+_P = ParamSpec("_P")
+
+
+def _literal_text(func: Callable[_P, Axes]) -> Callable[_P, Axes]:
+    """Make the labels a plot function draws literal text (:func:`_literal_labels`)."""
+
+    @functools.wraps(func)
+    def plot(*args: _P.args, **kwargs: _P.kwargs) -> Axes:
+        ax = func(*args, **kwargs)
+        _literal_labels(ax)
+        return ax
+
+    return plot
 
 
 def _group_labels(frame: pd.DataFrame, by: Sequence[str]) -> pd.Series:
@@ -289,7 +327,7 @@ def _worker_ticks(ax: Axes, workers: Sequence[str], max_labels: int = 40) -> Non
     """Worker names on the y axis, thinned so that they never overlap."""
     step = max(1, int(np.ceil(len(workers) / max_labels)))
     positions = list(range(0, len(workers), step))
-    ax.set_yticks(positions, [workers[i] for i in positions])
+    ax.set_yticks(positions, [_literal(workers[i]) for i in positions])
     ax.tick_params(axis="y", labelsize="small" if len(workers) > 12 else "medium")
 
 
@@ -300,6 +338,7 @@ def _quantile_label(q: float) -> str:
 # --------------------------------------------------------------------------- liveness
 
 
+@_literal_text
 def heartbeat_timeline(
     heartbeats: pd.DataFrame,
     outages: pd.DataFrame | None = None,
@@ -441,9 +480,10 @@ def heartbeat_timeline(
                     label_colors[worker] = STATE_COLORS["removed"]
 
     _worker_ticks(ax, rows)
+    tick_colors = {_literal(worker): color for worker, color in label_colors.items()}
     for tick in ax.get_yticklabels():
-        if tick.get_text() in label_colors:
-            tick.set_color(label_colors[tick.get_text()])
+        if tick.get_text() in tick_colors:
+            tick.set_color(tick_colors[tick.get_text()])
     ax.set_ylim(len(rows) - 0.5, -0.5)
     _format_time_axis(ax)
     ax.set_ylabel("worker")
@@ -452,6 +492,7 @@ def heartbeat_timeline(
     return ax
 
 
+@_literal_text
 def uptime(frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -> Axes:
     """A worker x time heatmap of the fraction of each bucket a worker was alive.
 
@@ -494,6 +535,7 @@ def uptime(frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -> Axe
     )
 
 
+@_literal_text
 def worker_states(workers_frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -> Axes:
     """How many workers are active, late, stale and removed, as bars.
 
@@ -545,6 +587,7 @@ def worker_states(workers_frame: pd.DataFrame, *, ax: Axes | None = None, **kwar
 # --------------------------------------------------------------------------- metrics
 
 
+@_literal_text
 def queue_depth(
     frame: pd.DataFrame,
     *,
@@ -675,6 +718,7 @@ def queue_depth(
     return ax
 
 
+@_literal_text
 def success_rate(
     frame: pd.DataFrame,
     *,
@@ -765,6 +809,7 @@ def success_rate(
     return ax
 
 
+@_literal_text
 def throughput(
     frame: pd.DataFrame,
     *,
@@ -841,6 +886,7 @@ def throughput(
     return ax
 
 
+@_literal_text
 def latency(
     frame: pd.DataFrame,
     *,
@@ -950,7 +996,7 @@ def latency(
             options = {"width": slot, "color": shades[i], "label": _quantile_label(q)}
             options.update(kwargs)
             ax.bar(centres - 0.4 + slot * (i + 0.5), table[q].to_numpy(float), **options)
-        ax.set_xticks(centres, levels)
+        ax.set_xticks(centres, [_literal(level) for level in levels])
         if len(levels) > 6:
             ax.tick_params(axis="x", labelrotation=30)
             for tick in ax.get_xticklabels():
@@ -970,6 +1016,7 @@ def latency(
     return ax
 
 
+@_literal_text
 def utilization(
     frame: pd.DataFrame,
     *,
@@ -1047,6 +1094,7 @@ def utilization(
     return ax
 
 
+@_literal_text
 def retry_outcomes(frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -> Axes:
     """Tasks reaching each attempt and how that attempt ended, with eventual success.
 
@@ -1194,6 +1242,7 @@ def _plan_title(attrs: Mapping[Any, Any], base: str) -> str:
     return f"{parts[0]}: " + ", ".join(parts[1:])
 
 
+@_literal_text
 def capacity(plan_frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -> Axes:
     """Recommended against alive workers across the day, or per task type.
 
@@ -1377,7 +1426,7 @@ def _capacity_by_type(frame: pd.DataFrame, *, ax: Axes | None, kwargs: dict[str,
         fontsize="small",
         color=_OTHER_COLOR,
     )
-    ax.set_xticks(centres, levels)
+    ax.set_xticks(centres, [_literal(level) for level in levels])
     if len(levels) > 6:
         ax.tick_params(axis="x", labelrotation=30)
         for tick in ax.get_xticklabels():
@@ -1395,6 +1444,7 @@ def _capacity_by_type(frame: pd.DataFrame, *, ax: Axes | None, kwargs: dict[str,
     return ax
 
 
+@_literal_text
 def what_if(
     frame: pd.DataFrame,
     *,
@@ -1532,6 +1582,7 @@ def what_if(
     return ax
 
 
+@_literal_text
 def littles_law(frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -> Axes:
     """Observed mean backlog against Little's law's prediction, per time bucket.
 

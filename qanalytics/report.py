@@ -59,6 +59,10 @@ CELL_TIMEOUT_S = 600
 _TEMPLATE = "report.ipynb"
 _KERNEL_NAME = "qanalytics-current-env"
 _HTML_TEMPLATE = "qanalytics-report.html.j2"
+#: The environment variable that hands the kernel the store's real target when it differs
+#: from what the report shows (a server URL with a password): the environment is not
+#: part of the notebook, so it is never rendered or saved.
+TARGET_ENV = "QANALYTICS_REPORT_TARGET"
 
 # The "lab" template, minus every script it would load from a CDN (require.js, MathJax,
 # Mermaid, widgets): the report has no code, no maths and no widgets, and must open
@@ -92,10 +96,16 @@ body.jp-Notebook .jp-RenderedHTMLCommon th { padding: 3px 10px; text-align: left
 # -- writing the report ---------------------------------------------------------------------
 
 
-def _target_of(store: Store) -> str:
-    # A server URL is passed on as it is; a file becomes absolute, since the template
-    # notebook runs in a temporary folder.
-    return store.path if "://" in store.path else str(Path(store.path).resolve())
+def _target_of(store: Store) -> tuple[str, str]:
+    """What the kernel opens, and what the report may show of it.
+
+    A server URL is opened as given but shown without its password; a file becomes
+    absolute, since the template notebook runs in a temporary folder.
+    """
+    if "://" in store.path:
+        return str(getattr(store, "url", store.path)), store.path
+    path = str(Path(store.path).resolve())
+    return path, path
 
 
 def _display_name(target: str) -> str:
@@ -182,11 +192,11 @@ def write_report(
                 "process); write it to a file first"
             )
         window = report_window(db, since=since, now=now)
-        db_path = _target_of(db)
+        target, db_path = _target_of(db)
     elif isinstance(db, (str, os.PathLike)):
         with connect(db, readonly=True) as store:
             window = report_window(store, since=since, now=now)
-            db_path = _target_of(store)
+            target, db_path = _target_of(store)
     else:
         raise TypeError(f"db must be a Store or a path, not {type(db).__name__}")
     parameters = {
@@ -199,8 +209,11 @@ def write_report(
         print(f"Note: {window.notice()}", file=sys.stderr)
     nb = _load_template()
     _inject_parameters(nb, parameters)
+    env = {k: v for k, v in os.environ.items() if k != TARGET_ENV}
+    if target != db_path:
+        env[TARGET_ENV] = target
     with tempfile.TemporaryDirectory(prefix="qanalytics-report-") as workdir:
-        _execute(nb, workdir, progress=progress)
+        _execute(nb, workdir, progress=progress, env=env)
     document = _export_html(nb, str(parameters["title"]))
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
@@ -276,7 +289,7 @@ def _kernel_manager_class() -> type:
     return CurrentEnvKernelManager
 
 
-def _execute(nb: Any, workdir: str, *, progress: bool) -> None:
+def _execute(nb: Any, workdir: str, *, progress: bool, env: Mapping[str, str]) -> None:
     from nbclient import NotebookClient
     from tqdm.auto import tqdm
 
@@ -304,7 +317,7 @@ def _execute(nb: Any, workdir: str, *, progress: bool) -> None:
         on_cell_executed=executed,
     )
     try:
-        client.execute(cwd=workdir)
+        client.execute(cwd=workdir, env=dict(env))
     finally:
         bar.close()
 
