@@ -283,8 +283,7 @@ def check_epoch(seconds: float, value: Any = None, *, name: str = "time") -> flo
     if not MIN_EPOCH <= seconds <= MAX_EPOCH:  # NaN fails both comparisons
         shown = seconds if value is None else value
         raise ValueError(
-            f"{name}={shown!r} is outside the supported time range "
-            "(1677-09-22 to 2262-04-11 UTC)"
+            f"{name}={shown!r} is outside the supported time range (1677-09-22 to 2262-04-11 UTC)"
         )
     return seconds
 
