@@ -48,9 +48,10 @@ _UTC_US = pd.DatetimeTZDtype(unit="us", tz="UTC")
 MIN_EPOCH = float(math.ceil(pd.Timestamp.min.value / 1e9))
 MAX_EPOCH = float(math.floor(pd.Timestamp.max.value / 1e9))
 
-#: The narrowest and widest time buckets (``freq``) accepted: one millisecond, 366 days.
+#: The narrowest and widest time buckets (``freq``) accepted: one millisecond, and about
+#: 292 years, so that every bucket (aligned to the epoch) starts at a representable time.
 MIN_FREQ_S = 0.001
-MAX_FREQ_S = 366 * 86400.0
+MAX_FREQ_S = MAX_EPOCH
 
 _UNITS = {
     "ms": 0.001,
@@ -303,7 +304,7 @@ def parse_freq(value: Any, *, name: str = "freq") -> float:
     -------
     float
         The width in seconds, from :data:`MIN_FREQ_S` (1 ms) to :data:`MAX_FREQ_S`
-        (366 days).
+        (about 292 years: a wider bucket would start before 1677).
 
     Raises
     ------
@@ -334,7 +335,8 @@ def parse_freq(value: Any, *, name: str = "freq") -> float:
         seconds = nanos / 1e9
     if not MIN_FREQ_S <= seconds <= MAX_FREQ_S:
         raise ValueError(
-            f"{name}={value!r} is {seconds:g}s wide; a bucket must be from 1ms to 366d"
+            f"{name}={value!r} is {seconds:g}s wide; a bucket must be from 1ms to "
+            f"{MAX_FREQ_S:g}s (about 292 years)"
         )
     return seconds
 

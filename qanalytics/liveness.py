@@ -750,7 +750,7 @@ def uptime(
     Raises
     ------
     ValueError
-        If `freq` is not a width from 1 ms to 366 days, or the answer would hold more
+        If `freq` is not a width from 1 ms to about 292 years, or the answer would hold more
         than ``MAX_BUCKETS`` (5,000,000) worker buckets (as
         :func:`qanalytics.metrics.depth_timeline` refuses).
     """
