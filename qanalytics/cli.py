@@ -50,6 +50,7 @@ __all__ = [
     "emit_frame",
     "main",
     "prometheus_text",
+    "safe_text",
 ]
 
 #: Exit status for user errors; click uses the same for usage errors.
@@ -788,7 +789,7 @@ def simulate_command(
         target, workers=workers, duration=duration, seed=seed, progress=True, overwrite=overwrite
     )
     counts = ", ".join(f"{n:,} {name}" for name, n in result.counts.items())
-    click.echo(f"Wrote {result.path}: {counts} (seed {result.seed}).")
+    click.echo(f"Wrote {safe_text(str(result.path))}: {counts} (seed {result.seed}).")
 
 
 @main.command("report", short_help="Write the HTML report for a capacity-planning review.")
@@ -830,7 +831,7 @@ def report_command(
         progress=not quiet,
         title=title,
     )
-    click.echo(f"Wrote {path}.")
+    click.echo(f"Wrote {safe_text(str(path))}.")
 
 
 # -- maintenance ----------------------------------------------------------------------------
