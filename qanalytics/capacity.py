@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from ._frame import UTC_DTYPE, as_utc, empty_frame, resolve_window
-from ._time import parse_duration
+from ._time import parse_duration, parse_freq
 from .frames import attempts as _read_attempts
 from .frames import tasks as _read_tasks
 from .liveness import alive_intervals
@@ -830,7 +830,7 @@ def _time_grouping(by: Any, freq: Any, allowed: tuple[str, ...]) -> tuple[bool, 
     hourly = "hour_of_day" in items
     if hourly and freq is not None:
         raise ValueError(f"freq={freq!r} cannot be combined with by='hour_of_day' (hourly)")
-    width = HOUR_S if freq is None else parse_duration(freq, name="freq", allow_zero=False)
+    width = HOUR_S if freq is None else parse_freq(freq, name="freq")
     return hourly, "type" in items, width
 
 
@@ -1370,7 +1370,7 @@ def littles_law(
         mean_wait_s; 0 without arrivals), ``relative_difference`` ((predicted -
         observed) / observed; NaN when the observed backlog is 0) (float).
     """
-    width = parse_duration(freq, name="freq", allow_zero=False)
+    width = parse_freq(freq, name="freq")
     obs = _observe(db, since, until, now)
     grid = _grid(obs.lo, obs.hi, width, False)
     columns: dict[str, Any] = {

@@ -12,12 +12,23 @@ and say what they did; ``check`` and ``stats`` only read.
 Exit status: 0 on success; 1 from ``stale`` when a worker is stale and from ``check``
 when it finds a problem; 2 for user errors (no such file, not a queue store, a bad
 duration or argument), reported as one ``Error: ...`` line on stderr, never a traceback.
+
+Text from the store is untrusted: in tables and messages, control characters (C0, DEL,
+C1), line and paragraph separators and bidirectional controls are shown as escapes
+(``\\n``, ``\\x1b``, ``\\u202e``), so a worker id cannot move the cursor, recolour the
+terminal or reorder a line. In CSV, a text cell starting with ``=``, ``+``, ``-``, ``@``,
+tab or carriage return gets a leading ``'`` so that spreadsheets do not run it as a
+formula; numbers are written as numbers, so ``-1.5`` stays ``-1.5``. A capability value
+nested more than :data:`~qanalytics.registry.MAX_JSON_DEPTH` levels deep (possible only
+in a store written by other means) is shown as a placeholder.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -28,6 +39,7 @@ import pandas as pd
 from . import __version__
 from ._time import parse_duration
 from .errors import QAnalyticsError
+from .registry import MAX_JSON_DEPTH, json_depth
 from .store import Store, connect
 
 __all__ = [
@@ -38,6 +50,7 @@ __all__ = [
     "emit_frame",
     "main",
     "prometheus_text",
+    "safe_text",
 ]
 
 #: Exit status for user errors; click uses the same for usage errors.
@@ -67,8 +80,35 @@ class CLIError(click.ClickException):
     exit_code = EXIT_USER_ERROR
 
 
+# C0 and C1 controls, DEL, line/paragraph separators and the bidirectional controls.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def safe_text(text: str) -> str:
+    """Text with every character that could drive or reorder a terminal escaped.
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    str
+        `text` with C0/C1 controls, DEL, U+2028/U+2029 and bidirectional controls shown
+        as ``\\n``, ``\\r``, ``\\t``, ``\\xNN`` or ``\\uNNNN``.
+    """
+    return _UNSAFE.sub(_escape_char, text)
+
+
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    text = safe_text(" ".join(str(exc).split()))
     return text or type(exc).__name__
 
 
@@ -79,9 +119,10 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:
-            # Without a context click prints only the "Error: ..." line, not the usage banner.
-            exc.ctx = None
-            raise
+            # One "Error: ..." line without the usage banner; the message may quote the
+            # offending argument, so it is escaped like any other text.
+            text = safe_text(" ".join(exc.format_message().split()))
+            raise CLIError(text) from None
         except _USER_ERRORS as exc:
             raise CLIError(_one_line(exc)) from exc
 
@@ -185,9 +226,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
+#: What a value nested deeper than MAX_JSON_DEPTH is shown as.
+_TOO_DEEP = f"<nested more than {MAX_JSON_DEPTH} levels deep>"
+
+
 def _nested_text(value: Any, *, table: bool) -> str:
     if _is_missing(value):
         return ""
+    if json_depth(value) > MAX_JSON_DEPTH:
+        return _TOO_DEEP
     if table and isinstance(value, (list, tuple, np.ndarray)):
         return ", ".join(str(_plain(v)) for v in value)
     if isinstance(value, (Mapping, list, tuple, np.ndarray)):
@@ -223,11 +270,13 @@ def _render_table(cells: Mapping[str, list[str]], right: Iterable[str] = ()) -> 
     flush_right = set(right)
     columns = []
     for name, raw in cells.items():
-        # A newline inside a cell (task types may hold one) would break the rows apart.
-        values = [text.replace("\n", "\\n") for text in raw]
-        width = max([len(name), *(len(v) for v in values)])
+        # A newline or an escape sequence inside a cell (task types may hold one) would
+        # break the rows apart or drive the terminal.
+        values = [safe_text(text) for text in raw]
+        title = safe_text(name)
+        width = max([len(title), *(len(v) for v in values)])
         align = str.rjust if name in flush_right else str.ljust
-        columns.append([align(text, width) for text in [name, *values]])
+        columns.append([align(text, width) for text in [title, *values]])
     return "\n".join("  ".join(row).rstrip() for row in zip(*columns, strict=True))
 
 
@@ -242,7 +291,7 @@ def _numeric_columns(frame: pd.DataFrame) -> list[str]:
 
 def _json_cell(value: Any) -> Any:
     if isinstance(value, (Mapping, list, tuple, np.ndarray)):
-        return _plain(value)
+        return _TOO_DEEP if json_depth(value) > MAX_JSON_DEPTH else _plain(value)
     return None if _is_missing(value) else _plain(value)
 
 
@@ -258,14 +307,36 @@ def _for_json(frame: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
+#: A CSV cell starting with one of these is a formula to a spreadsheet.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any) -> Any:
+    """A cell for CSV: text that a spreadsheet would run as a formula gets a leading ``'``."""
+    if isinstance(value, (bool, np.bool_, int, float, np.integer, np.floating)):
+        return value  # a number, negative or not, is data: keep it a number
+    text = value if isinstance(value, str) else _nested_text(value, table=False)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
 def _for_csv(frame: pd.DataFrame) -> str:
     data = frame.copy()
+    bare_cr = False
     for name in data.columns:
         col = data[name]
         if isinstance(col.dtype, pd.DatetimeTZDtype):
             data[name] = _iso(col)
-        elif col.dtype == object:
-            data[name] = [_nested_text(v, table=False) for v in col]
+        elif not pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(
+            col.dtype
+        ):
+            # Text, categories and nested values; numeric columns are written as numbers.
+            cells = [None if _is_missing(v) else _csv_cell(v) for v in col.astype(object)]
+            bare_cr = bare_cr or any(isinstance(c, str) and "\r" in c for c in cells)
+            data[name] = pd.Series(cells, index=col.index, dtype=object)
+    # The csv module quotes a field holding "\n" but not one holding a lone "\r", which
+    # readers take for a line end: then quote every text field.
+    if bare_cr:
+        return str(data.to_csv(index=False, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC))
     return str(data.to_csv(index=False, lineterminator="\n"))
 
 
@@ -319,7 +390,9 @@ def prometheus_text(metrics: Mapping[str, Any]) -> str:
     """Queue metrics in the Prometheus text exposition format (version 0.0.4).
 
     Every metric is a gauge named ``qanalytics_...`` with ``# HELP`` and ``# TYPE`` lines;
-    label values are escaped (backslash, double quote, newline).
+    label values are escaped (backslash, double quote, newline). No two samples of a
+    metric share a label set: keys that print alike (the task type ``1`` stored as a
+    number and ``"1"`` as text) are one sample, their counts added.
 
     Parameters
     ----------
@@ -400,8 +473,13 @@ def prometheus_text(metrics: Mapping[str, Any]) -> str:
         name = f"qanalytics_{short}"
         lines.append(f"# HELP {name} {_escape_help(help_text)}")
         lines.append(f"# TYPE {name} gauge")
+        # Keys that differ in the store can print alike (the type 1 and the type '1' in a
+        # store written by other means): one sample per label set, counts added up.
+        merged: dict[str, Any] = {}
         for labels, value in samples:
             label_text = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels.items())
+            merged[label_text] = value + merged[label_text] if label_text in merged else value
+        for label_text, value in merged.items():
             suffix = "{" + label_text + "}" if label_text else ""
             lines.append(f"{name}{suffix} {_sample_value(value)}")
     return "\n".join(lines) + "\n"
@@ -724,7 +802,7 @@ def simulate_command(
         target, workers=workers, duration=duration, seed=seed, progress=True, overwrite=overwrite
     )
     counts = ", ".join(f"{n:,} {name}" for name, n in result.counts.items())
-    click.echo(f"Wrote {result.path}: {counts} (seed {result.seed}).")
+    click.echo(f"Wrote {safe_text(str(result.path))}: {counts} (seed {result.seed}).")
 
 
 @main.command("report", short_help="Write the HTML report for a capacity-planning review.")
@@ -766,7 +844,7 @@ def report_command(
         progress=not quiet,
         title=title,
     )
-    click.echo(f"Wrote {path}.")
+    click.echo(f"Wrote {safe_text(str(path))}.")
 
 
 # -- maintenance ----------------------------------------------------------------------------
@@ -926,7 +1004,7 @@ def check_command(ctx: click.Context, db_path: str | None, no_invariants: bool) 
         click.echo("ok")
         return
     for problem in problems:
-        click.echo(problem.replace("\n", " "))
+        click.echo(safe_text(problem.replace("\n", " ")))
     ctx.exit(EXIT_PROBLEMS)
 
 

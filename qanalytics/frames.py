@@ -7,7 +7,6 @@ does not exist and a worker removed after ``now`` is not removed.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -34,7 +33,7 @@ from .liveness import (
     uses_rollups,
     worker_keys,
 )
-from .registry import check_worker_id
+from .registry import check_worker_id, decode_json
 from .schema import TASK_STATUSES
 from .store import Store
 
@@ -64,7 +63,7 @@ JOIN worker_events ev ON ev.id = (SELECT e.id FROM worker_events e
 def _decode(text: str | None) -> dict[str, Any]:
     if not text:
         return {}
-    value = json.loads(text)
+    value = decode_json(text)
     return value if isinstance(value, dict) else {"value": value}
 
 

@@ -55,7 +55,8 @@ import numpy as np
 import pandas as pd
 
 from ._frame import UTC_DTYPE, as_utc, empty_frame, in_list_sql, resolve_window, window_where
-from ._time import parse_duration
+from ._time import parse_duration, parse_freq
+from .metrics import MAX_BUCKETS
 from .registry import check_worker_id
 from .store import Store
 
@@ -744,6 +745,15 @@ def _tasks_held(
     return held
 
 
+def _check_buckets(count: int, freq: Any) -> None:
+    """Refuse a question that would build more than ``MAX_BUCKETS`` (worker, bucket) rows."""
+    if count > MAX_BUCKETS:
+        raise ValueError(
+            f"freq={freq!r} gives {count:,} worker buckets over the window (at most "
+            f"{MAX_BUCKETS:,}); use a coarser freq or a shorter window"
+        )
+
+
 def uptime(
     db: Store,
     *,
@@ -788,9 +798,16 @@ def uptime(
         starts, a rolled-up minute counts as alive from its first to its last beat (see
         :func:`alive_intervals`); ``attrs["raw_history_starts_at"]`` then says where raw
         history starts.
+
+    Raises
+    ------
+    ValueError
+        If `freq` is not a width from 1 ms to about 292 years, or the answer would hold more
+        than ``MAX_BUCKETS`` (5,000,000) worker buckets (as
+        :func:`qanalytics.metrics.depth_timeline` refuses).
     """
     db.require("heartbeat_history", "uptime()")
-    width = parse_duration(freq, name="freq", allow_zero=False)
+    width = parse_freq(freq, name="freq")
     lo, hi, at = resolve_window(db, since, until, now)
     wk = worker_keys(db, at)
     dtypes = {"worker_id": wk.dtype, "bucket": UTC_DTYPE, "alive_fraction": "float64"}
@@ -817,6 +834,7 @@ def uptime(
     workers_k, b0, b1 = workers_k[valid], b0[valid], b1[valid]
     span_lo, span_hi = span_lo[valid], span_hi[valid]
     counts = (b1 - b0 + 1).astype("int64")
+    _check_buckets(int(counts.sum()), freq)
     row_key = np.repeat(workers_k, counts)
     offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
     row_bucket = (np.repeat(b0, counts) + offsets) * width
@@ -836,6 +854,7 @@ def uptime(
     k0 = np.floor(s / width)
     k1 = np.floor(np.nextafter(e, -np.inf) / width)
     n = (k1 - k0 + 1).astype("int64")
+    _check_buckets(int(n.sum()), freq)
     piece_key = np.repeat(key, n)
     piece_off = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
     piece_bucket = (np.repeat(k0, n) + piece_off) * width

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ._frame import OUTCOME_DTYPE, STATUS_DTYPE, UTC_DTYPE, as_utc, empty_frame, resolve_window
-from ._time import parse_duration
+from ._time import parse_duration, parse_freq
 from .schema import OUTCOMES, TASK_STATUSES
 from .store import Store
 
@@ -81,22 +81,7 @@ def _attempt_times(db: Store, until: float | None = None) -> pd.DataFrame:
 
 
 def _freq_seconds(freq: Any) -> float:
-    if isinstance(freq, str):
-        try:
-            return parse_duration(freq, name="freq", allow_zero=False)
-        except ValueError:
-            try:
-                offset = pd.tseries.frequencies.to_offset(freq)
-            except ValueError:
-                offset = None
-            nanos = getattr(offset, "nanos", None) if isinstance(offset, pd.offsets.Tick) else None
-            if not nanos:
-                raise ValueError(
-                    f"freq={freq!r} is not a fixed-width bucket size; use a duration such as "
-                    "'1min', '15min', '1h' or '1d'"
-                ) from None
-            return nanos / 1e9
-    return parse_duration(freq, name="freq", allow_zero=False)
+    return parse_freq(freq, name="freq")
 
 
 def _by_list(by: Any, allowed: Sequence[str], *, name: str = "by") -> list[str]:
@@ -476,7 +461,8 @@ def _metrics_dict(
     total_workers, active, stale = workers
     return {
         "queue_depth_by_status": by_status,
-        "queue_depth_by_type": dict(sorted(by_type.items())),
+        # str(): a store written by other means may hold a NULL or numeric type.
+        "queue_depth_by_type": dict(sorted(by_type.items(), key=lambda kv: str(kv[0]))),
         "oldest_queued_task_age_seconds": None if oldest is None else max(0.0, at - oldest),
         "task_statistics": {
             "total": sum(by_status.values()),

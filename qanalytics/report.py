@@ -30,6 +30,7 @@ import pandas as pd
 
 from ._frame import resolve_window
 from ._time import parse_duration
+from .errors import ReportError
 from .store import Store, connect
 
 __all__ = [
@@ -167,8 +168,9 @@ def write_report(
         is not a time.
     TypeError
         If an argument has the wrong type.
-    nbclient.exceptions.CellExecutionError
-        If a template cell fails (a bug; the message holds the cell's traceback).
+    ReportError
+        If a template cell fails or times out; the message names the report section and
+        the cell's exception (class and message), and no file is written.
 
     Examples
     --------
@@ -291,6 +293,7 @@ def _kernel_manager_class() -> type:
 
 def _execute(nb: Any, workdir: str, *, progress: bool, env: Mapping[str, str]) -> None:
     from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError
     from tqdm.auto import tqdm
 
     sections = _section_names(nb.cells)
@@ -299,8 +302,11 @@ def _execute(nb: Any, workdir: str, *, progress: bool, env: Mapping[str, str]) -
         total=code, desc="report", unit="cell", file=sys.stderr, disable=not progress, leave=True
     )
 
+    current = {"section": ""}
+
     def started(cell: Any, cell_index: int, **_: Any) -> None:
-        bar.set_postfix_str(sections.get(cell_index, ""), refresh=True)
+        current["section"] = sections.get(cell_index, "")
+        bar.set_postfix_str(current["section"], refresh=True)
 
     def executed(cell: Any, cell_index: int, **_: Any) -> None:
         bar.update(1)
@@ -318,6 +324,23 @@ def _execute(nb: Any, workdir: str, *, progress: bool, env: Mapping[str, str]) -
     )
     try:
         client.execute(cwd=workdir, env=dict(env))
+    except CellExecutionError as exc:
+        # The exception's text is the cell's coloured traceback; keep the name and message.
+        section = current["section"]
+        evalue = " ".join(str(exc.evalue).split())
+        raise ReportError(
+            f"the report's {section!r} section failed: {exc.ename}: {evalue}",
+            section=section,
+            ename=str(exc.ename),
+            evalue=str(exc.evalue),
+        ) from None
+    except CellTimeoutError:
+        section = current["section"]
+        raise ReportError(
+            f"the report's {section!r} section ran longer than {CELL_TIMEOUT_S}s",
+            section=section,
+            ename="CellTimeoutError",
+        ) from None
     finally:
         bar.close()
 

@@ -8,7 +8,6 @@ transactions, so two workers never hold the same task.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,7 +17,7 @@ import pandas as pd
 
 from ._time import parse_duration, to_datetime, to_epoch
 from .errors import InvalidTransition, TaskNotFound, WorkerNotFound
-from .registry import check_worker_id, encode_json
+from .registry import check_worker_id, decode_json, encode_json
 from .store import Store, wrap_errors
 
 __all__ = [
@@ -111,7 +110,7 @@ def _task_from_row(row: tuple[Any, ...]) -> Task:
         type=type_,
         status=status,
         priority=priority,
-        payload=None if payload is None else json.loads(payload),
+        payload=None if payload is None else decode_json(payload),
         attempts=attempts,
         max_attempts=max_attempts,
         created_at=to_datetime(created_at),
