@@ -17,12 +17,18 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "MAX_EPOCH",
+    "MAX_FREQ_S",
+    "MIN_EPOCH",
+    "MIN_FREQ_S",
     "Clock",
     "Duration",
     "FakeClock",
     "TimeLike",
+    "check_epoch",
     "epoch_to_series",
     "parse_duration",
+    "parse_freq",
     "resolve_time",
     "system_clock",
     "to_datetime",
@@ -36,6 +42,16 @@ TimeLike: TypeAlias = "float | int | str | datetime | pd.Timestamp | np.datetime
 _CHUNK = 1 << 16
 
 _UTC_US = pd.DatetimeTZDtype(unit="us", tz="UTC")
+
+#: The earliest and latest times qanalytics accepts, epoch seconds: the range of a
+#: nanosecond pandas Timestamp (1677-09-21 to 2262-04-11), whole seconds inside it.
+MIN_EPOCH = float(math.ceil(pd.Timestamp.min.value / 1e9))
+MAX_EPOCH = float(math.floor(pd.Timestamp.max.value / 1e9))
+
+#: The narrowest and widest time buckets (``freq``) accepted: one millisecond, and about
+#: 292 years, so that every bucket (aligned to the epoch) starts at a representable time.
+MIN_FREQ_S = 0.001
+MAX_FREQ_S = MAX_EPOCH
 
 _UNITS = {
     "ms": 0.001,
@@ -196,17 +212,21 @@ def to_epoch(value: Any, *, name: str = "time") -> float:
         seconds = float(value)
         if not math.isfinite(seconds):
             raise ValueError(f"{name}={value!r} must be a finite time")
-        return seconds
+        return check_epoch(seconds, value, name=name)
     if isinstance(value, (str, datetime, np.datetime64, pd.Timestamp)):
         try:
             ts = pd.Timestamp(value)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             raise ValueError(f"{name}={value!r} is not a timestamp: {exc}") from None
         if ts is pd.NaT or pd.isna(ts):
             raise ValueError(f"{name}={value!r} is not a timestamp")
         if ts.tzinfo is None:
             ts = ts.tz_localize("UTC")
-        return float(ts.value) / 1e9
+        try:
+            seconds = float(ts.value) / 1e9
+        except OverflowError:  # outside the nanosecond range; timestamp() still works
+            seconds = float(ts.timestamp())
+        return check_epoch(seconds, value, name=name)
     raise TypeError(f"{name} must be a time, not {type(value).__name__}")
 
 
@@ -229,13 +249,96 @@ def resolve_time(value: Any, *, now: float, name: str = "time") -> float:
         Unix epoch seconds.
     """
     if isinstance(value, (timedelta, pd.Timedelta)):
-        return now - parse_duration(value, name=name)
+        return check_epoch(now - parse_duration(value, name=name), value, name=name)
     if isinstance(value, str) and _DURATION_RE.fullmatch(value):
         match = _DURATION_RE.fullmatch(value)
         assert match is not None
         if match.group(2):  # a unit makes it a duration; a bare number is ambiguous
-            return now - parse_duration(value, name=name)
+            return check_epoch(now - parse_duration(value, name=name), value, name=name)
     return to_epoch(value, name=name)
+
+
+def check_epoch(seconds: float, value: Any = None, *, name: str = "time") -> float:
+    """Refuse a time outside the range pandas timestamps can hold.
+
+    Parameters
+    ----------
+    seconds : float
+        The time, epoch seconds.
+    value : Any, optional
+        What the caller was given, for the message (defaults to `seconds`).
+    name : str, default "time"
+        The argument's name, used in error messages.
+
+    Returns
+    -------
+    float
+        `seconds`, when it lies between :data:`MIN_EPOCH` (1677-09-22) and
+        :data:`MAX_EPOCH` (2262-04-11).
+
+    Raises
+    ------
+    ValueError
+        If `seconds` is NaN or outside that range.
+    """
+    if not MIN_EPOCH <= seconds <= MAX_EPOCH:  # NaN fails both comparisons
+        shown = seconds if value is None else value
+        raise ValueError(
+            f"{name}={shown!r} is outside the supported time range (1677-09-22 to 2262-04-11 UTC)"
+        )
+    return seconds
+
+
+def parse_freq(value: Any, *, name: str = "freq") -> float:
+    """Turn a time-bucket width into float seconds, refusing absurd widths.
+
+    Parameters
+    ----------
+    value : float, int, str, timedelta or pandas.Timedelta
+        Seconds, a duration string (``"15min"``, ``"1h"``, ``"1d"``) or a fixed-width
+        pandas frequency alias (``"1D"``).
+    name : str, default "freq"
+        The argument's name, used in error messages.
+
+    Returns
+    -------
+    float
+        The width in seconds, from :data:`MIN_FREQ_S` (1 ms) to :data:`MAX_FREQ_S`
+        (about 292 years: a wider bucket would start before 1677).
+
+    Raises
+    ------
+    TypeError
+        If `value` is not a number, string or timedelta.
+    ValueError
+        If it is not a duration or fixed-width frequency, or is zero, negative or outside
+        that range.
+    """
+    try:
+        seconds = parse_duration(value, name=name, allow_zero=False)
+    except ValueError:
+        if not isinstance(value, str):
+            raise
+        match = _DURATION_RE.fullmatch(value)
+        if match is not None and (match.group(2).lower() in _UNITS or not match.group(2)):
+            raise  # a well-formed duration of zero: say so, not "not a bucket size"
+        try:
+            offset = pd.tseries.frequencies.to_offset(value)
+        except (ValueError, TypeError):
+            offset = None
+        nanos = getattr(offset, "nanos", None) if isinstance(offset, pd.offsets.Tick) else None
+        if not nanos or nanos <= 0:
+            raise ValueError(
+                f"{name}={value!r} is not a positive fixed-width bucket size; use a duration "
+                "such as '1min', '15min', '1h' or '1d'"
+            ) from None
+        seconds = nanos / 1e9
+    if not MIN_FREQ_S <= seconds <= MAX_FREQ_S:
+        raise ValueError(
+            f"{name}={value!r} is {seconds:g}s wide; a bucket must be from 1ms to "
+            f"{MAX_FREQ_S:g}s (about 292 years)"
+        )
+    return seconds
 
 
 def to_datetime(seconds: float | None) -> datetime | None:

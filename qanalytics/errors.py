@@ -11,6 +11,7 @@ __all__ = [
     "InvalidTransition",
     "QAnalyticsError",
     "ReadOnlyError",
+    "ReportError",
     "SchemaError",
     "StoreError",
     "StoreNotFound",
@@ -60,3 +61,23 @@ class UnsupportedError(QAnalyticsError):
 
 class StoreNotFound(QAnalyticsError, FileNotFoundError):
     """The store file does not exist (and was opened read-only, so it is not created)."""
+class ReportError(QAnalyticsError):
+    """A cell of the report's template notebook failed while the report was written.
+
+    Parameters
+    ----------
+    message : str
+        The whole message.
+    section : str, optional
+        The report section the cell belongs to.
+    ename, evalue : str, optional
+        The cell's exception class name and message.
+    """
+
+    def __init__(
+        self, message: str, *, section: str = "", ename: str = "", evalue: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.section = section
+        self.ename = ename
+        self.evalue = evalue

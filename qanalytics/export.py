@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from .write.workers import MAX_JSON_DEPTH, json_depth
 
 __all__ = [
     "frame_csv",
@@ -18,7 +22,39 @@ __all__ = [
     "nested_text",
     "plain",
     "prometheus_text",
+    "safe_text",
 ]
+
+
+# C0 and C1 controls, DEL, line/paragraph separators and the bidirectional controls.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def safe_text(text: str) -> str:
+    """Text with every character that could drive or reorder a terminal escaped.
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    str
+        `text` with C0/C1 controls, DEL, U+2028/U+2029 and bidirectional controls shown
+        as ``\\n``, ``\\r``, ``\\t``, ``\\xNN`` or ``\\uNNNN``.
+    """
+    return _UNSAFE.sub(_escape_char, text)
+
+
+#: What a value nested deeper than MAX_JSON_DEPTH is shown as.
+_TOO_DEEP = f"<nested more than {MAX_JSON_DEPTH} levels deep>"
 
 
 def is_missing(value: Any) -> bool:
@@ -72,6 +108,8 @@ def nested_text(value: Any, *, table: bool) -> str:
     """
     if is_missing(value):
         return ""
+    if json_depth(value) > MAX_JSON_DEPTH:
+        return _TOO_DEEP
     if table and isinstance(value, (list, tuple, np.ndarray)):
         return ", ".join(str(plain(v)) for v in value)
     if isinstance(value, (Mapping, list, tuple, np.ndarray)):
@@ -96,7 +134,7 @@ def iso_text(series: pd.Series) -> pd.Series:
 
 def _json_cell(value: Any) -> Any:
     if isinstance(value, (Mapping, list, tuple, np.ndarray)):
-        return plain(value)
+        return _TOO_DEEP if json_depth(value) > MAX_JSON_DEPTH else plain(value)
     return None if is_missing(value) else plain(value)
 
 
@@ -122,6 +160,18 @@ def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
+#: A CSV cell starting with one of these is a formula to a spreadsheet.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any) -> Any:
+    """A cell for CSV: text that a spreadsheet would run as a formula gets a leading ``'``."""
+    if isinstance(value, (bool, np.bool_, int, float, np.integer, np.floating)):
+        return value  # a number, negative or not, is data: keep it a number
+    text = value if isinstance(value, str) else nested_text(value, table=False)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
 def frame_csv(frame: pd.DataFrame) -> str:
     """A frame as CSV text: ISO 8601 timestamps (UTC), nested values as JSON.
 
@@ -134,12 +184,22 @@ def frame_csv(frame: pd.DataFrame) -> str:
     str
     """
     data = frame.copy()
+    bare_cr = False
     for name in data.columns:
         col = data[name]
         if isinstance(col.dtype, pd.DatetimeTZDtype):
             data[name] = iso_text(col)
-        elif col.dtype == object:
-            data[name] = [nested_text(v, table=False) for v in col]
+        elif not pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(
+            col.dtype
+        ):
+            # Text, categories and nested values; numeric columns are written as numbers.
+            cells = [None if is_missing(v) else _csv_cell(v) for v in col.astype(object)]
+            bare_cr = bare_cr or any(isinstance(c, str) and "\r" in c for c in cells)
+            data[name] = pd.Series(cells, index=col.index, dtype=object)
+    # The csv module quotes a field holding "\n" but not one holding a lone "\r", which
+    # readers take for a line end: then quote every text field.
+    if bare_cr:
+        return str(data.to_csv(index=False, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC))
     return str(data.to_csv(index=False, lineterminator="\n"))
 
 
@@ -170,7 +230,9 @@ def prometheus_text(metrics: Mapping[str, Any]) -> str:
     """Queue metrics in the Prometheus text exposition format (version 0.0.4).
 
     Every metric is a gauge named ``qanalytics_...`` with ``# HELP`` and ``# TYPE`` lines;
-    label values are escaped (backslash, double quote, newline).
+    label values are escaped (backslash, double quote, newline). No two samples of a
+    metric share a label set: keys that print alike (the task type ``1`` stored as a
+    number and ``"1"`` as text) are one sample, their counts added.
 
     Parameters
     ----------
@@ -251,8 +313,13 @@ def prometheus_text(metrics: Mapping[str, Any]) -> str:
         name = f"qanalytics_{short}"
         lines.append(f"# HELP {name} {_escape_help(help_text)}")
         lines.append(f"# TYPE {name} gauge")
+        # Keys that differ in the store can print alike (the type 1 and the type '1' in a
+        # store written by other means): one sample per label set, counts added up.
+        merged: dict[str, Any] = {}
         for labels, value in samples:
             label_text = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels.items())
+            merged[label_text] = value + merged[label_text] if label_text in merged else value
+        for label_text, value in merged.items():
             suffix = "{" + label_text + "}" if label_text else ""
             lines.append(f"{name}{suffix} {_sample_value(value)}")
     return "\n".join(lines) + "\n"

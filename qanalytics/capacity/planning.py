@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .._docstrings import share_docs
-from .._time import parse_duration
+from .._time import parse_duration, parse_freq
 from ..read.common import UTC_DTYPE, as_utc, empty_frame, resolve_window
 from ..read.frames import attempts as _read_attempts
 from ..read.frames import tasks as _read_tasks
@@ -239,7 +239,7 @@ def _time_grouping(by: Any, freq: Any, allowed: tuple[str, ...]) -> tuple[bool, 
     hourly = "hour_of_day" in items
     if hourly and freq is not None:
         raise ValueError(f"freq={freq!r} cannot be combined with by='hour_of_day' (hourly)")
-    width = HOUR_S if freq is None else parse_duration(freq, name="freq", allow_zero=False)
+    width = HOUR_S if freq is None else parse_freq(freq, name="freq")
     return hourly, "type" in items, width
 
 
@@ -547,7 +547,12 @@ def plan(
         for one shared pool, which needs fewer thanks to pooling).
     since, until : time-like, duration or None, default since="7d"
         The window observed. It starts no earlier than the store's first queue entry
-        or heartbeat, so a short history is not diluted by days with no data.
+        or heartbeat, so a short history is not diluted by days with no data. Workers
+        count as alive only where their heartbeats say so (see
+        :func:`qanalytics.alive_intervals`): none after a silence that started before
+        the window. A window with no queue entry, finished attempt or heartbeat (for
+        instance one after the store's last event) plans nothing: every row has
+        ``stable`` False, no recommendation and a note saying nothing was observed.
     {now}
     ca2 : float, optional
         Squared coefficient of variation of inter-arrival times. Default: estimated per
@@ -649,6 +654,9 @@ def plan(
         ca2_values = np.full(n_groups, fixed_ca2)
     load = rate * mix_mean
     fleet_load = float(np.nansum(load)) * g
+    # A window after the store's last event (or before its first) holds no queue entry, no
+    # finished attempt and no heartbeat: every row says so rather than planning from nothing.
+    nothing_observed = not ok.any() and not len(obs.run_s) and total_alive <= 0
 
     rows = []
     for i in range(n_groups):
@@ -658,7 +666,12 @@ def plan(
         current = math.nan
         recommended: Any = pd.NA
         expected = pct_wait = prob = math.nan
-        if not observed[i] > 0:
+        if nothing_observed:
+            note = (
+                "nothing observed in the window: no queue entries, finished attempts or heartbeats"
+            )
+            stable = False
+        elif not observed[i] > 0:
             note = "not observed in the window"
             stable = False
         elif not (mean_s > 0):
@@ -766,7 +779,7 @@ def littles_law(
         mean_wait_s; 0 without arrivals), ``relative_difference`` ((predicted -
         observed) / observed; NaN when the observed backlog is 0) (float).
     """
-    width = parse_duration(freq, name="freq", allow_zero=False)
+    width = parse_freq(freq, name="freq")
     obs = _observe(db, since, until, now)
     grid = _grid(obs.lo, obs.hi, width, False)
     columns: dict[str, Any] = {

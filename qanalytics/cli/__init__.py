@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from ..export import prometheus_text
+from ..export import prometheus_text, safe_text
 from .commands import EXIT_PROBLEMS, EXIT_STALE, EXIT_USER_ERROR, CLIError, main
 from .output import emit_frame
 
@@ -17,4 +17,5 @@ __all__ = [
     "emit_frame",
     "main",
     "prometheus_text",
+    "safe_text",
 ]

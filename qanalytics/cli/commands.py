@@ -12,6 +12,15 @@ and say what they did; ``check`` and ``stats`` only read.
 Exit status: 0 on success; 1 from ``stale`` when a worker is stale and from ``check``
 when it finds a problem; 2 for user errors (no such file, not a queue store, a bad
 duration or argument), reported as one ``Error: ...`` line on stderr, never a traceback.
+
+Text from the store is untrusted: in tables and messages, control characters (C0, DEL,
+C1), line and paragraph separators and bidirectional controls are shown as escapes
+(``\\n``, ``\\x1b``, ``\\u202e``), so a worker id cannot move the cursor, recolour the
+terminal or reorder a line. In CSV, a text cell starting with ``=``, ``+``, ``-``, ``@``,
+tab or carriage return gets a leading ``'`` so that spreadsheets do not run it as a
+formula; numbers are written as numbers, so ``-1.5`` stays ``-1.5``. A capability value
+nested more than :data:`~qanalytics.registry.MAX_JSON_DEPTH` levels deep (possible only
+in a store written by other means) is shown as a placeholder.
 """
 
 from __future__ import annotations
@@ -27,8 +36,9 @@ from .. import report, simulation, upkeep
 from .._time import parse_duration
 from .._version import __version__
 from ..errors import QAnalyticsError
-from ..export import plain, prometheus_text
+from ..export import plain, prometheus_text, safe_text
 from ..read import frames, liveness, snapshot, trends
+from ..read.common import resolve_window
 from ..state import ACTIVE_WITHIN_S, STALE_AFTER_S
 from ..store import Store, connect
 from ..write import tasks
@@ -70,7 +80,7 @@ class CLIError(click.ClickException):
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    text = safe_text(" ".join(str(exc).split()))
     return text or type(exc).__name__
 
 
@@ -81,9 +91,10 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:
-            # Without a context click prints only the "Error: ..." line, not the usage banner.
-            exc.ctx = None
-            raise
+            # One "Error: ..." line without the usage banner; the message may quote the
+            # offending argument, so it is escaped like any other text.
+            text = safe_text(" ".join(exc.format_message().split()))
+            raise CLIError(text) from None
         except _USER_ERRORS as exc:
             raise CLIError(_one_line(exc)) from exc
 
@@ -264,16 +275,28 @@ def outages_command(
     fmt: str,
     now: str | None,
 ) -> None:
-    """Silences in the heartbeat history: who went quiet, when, and what they held."""
+    """Silences in the heartbeat history: who went quiet, when, and what they held.
+
+    Every outage overlapping the window is listed whole: one that started before the
+    window (a worker silent since long ago) shows its true start.
+    """
     with _open(db_path) as db:
-        frame = liveness.outages(
-            db,
-            min_gap=min_gap,
-            since=_time_arg(since),
-            until=_time_arg(until),
-            now=_time_arg(now),
-        )
-    emit_frame(frame, fmt, empty="No outages.")
+        lo, hi, at = resolve_window(db, _time_arg(since), _time_arg(until), _time_arg(now))
+        frame = liveness.outages(db, min_gap=min_gap, since=lo, until=hi, now=at)
+    span = f"{_moment(lo) if lo is not None else 'the first beat'} and {_moment(hi)}"
+    if fmt == "table" and not frame.empty:
+        ongoing = int(frame["ongoing"].sum())
+        line = f"{len(frame)} outage(s) between {span}, {ongoing} still going on"
+        if lo is not None:
+            earlier = int((frame["start"] < pd.Timestamp(lo, unit="s", tz="UTC")).sum())
+            if earlier:
+                line += f"; {earlier} started before the window (start is when it began)"
+        click.echo(line + ":")
+    emit_frame(frame, fmt, empty=f"No outages between {span}.")
+
+
+def _moment(at: float) -> str:
+    return pd.Timestamp(at, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @main.command("metrics", short_help="Queue health now (table, JSON or Prometheus).")
@@ -439,7 +462,7 @@ def simulate_command(
         target, workers=workers, duration=duration, seed=seed, progress=True, overwrite=overwrite
     )
     counts = ", ".join(f"{n:,} {name}" for name, n in result.counts.items())
-    click.echo(f"Wrote {result.path}: {counts} (seed {result.seed}).")
+    click.echo(f"Wrote {safe_text(str(result.path))}: {counts} (seed {result.seed}).")
 
 
 @main.command("report", short_help="Write the HTML report for a capacity-planning review.")
@@ -479,7 +502,7 @@ def report_command(
         progress=not quiet,
         title=title,
     )
-    click.echo(f"Wrote {path}.")
+    click.echo(f"Wrote {safe_text(str(path))}.")
 
 
 # -- maintenance ----------------------------------------------------------------------------
@@ -603,7 +626,7 @@ def check_command(ctx: click.Context, db_path: str | None, no_invariants: bool) 
         click.echo("ok")
         return
     for problem in problems:
-        click.echo(problem.replace("\n", " "))
+        click.echo(safe_text(problem.replace("\n", " ")))
     ctx.exit(EXIT_PROBLEMS)
 
 

@@ -11,7 +11,15 @@ import click
 import numpy as np
 import pandas as pd
 
-from ..export import frame_csv, frame_records, is_missing, iso_text, nested_text, plain
+from ..export import (
+    frame_csv,
+    frame_records,
+    is_missing,
+    iso_text,
+    nested_text,
+    plain,
+    safe_text,
+)
 
 __all__ = ["emit_frame", "emit_result", "epoch_text", "flatten", "metric_text", "render_table"]
 
@@ -39,11 +47,13 @@ def render_table(cells: Mapping[str, list[str]], right: Iterable[str] = ()) -> s
     flush_right = set(right)
     columns = []
     for name, raw in cells.items():
-        # A newline inside a cell (task types may hold one) would break the rows apart.
-        values = [text.replace("\n", "\\n") for text in raw]
-        width = max([len(name), *(len(v) for v in values)])
+        # A newline or an escape sequence inside a cell (task types may hold one) would
+        # break the rows apart or drive the terminal.
+        values = [safe_text(text) for text in raw]
+        title = safe_text(name)
+        width = max([len(title), *(len(v) for v in values)])
         align = str.rjust if name in flush_right else str.ljust
-        columns.append([align(text, width) for text in [name, *values]])
+        columns.append([align(text, width) for text in [title, *values]])
     return "\n".join("  ".join(row).rstrip() for row in zip(*columns, strict=True))
 
 

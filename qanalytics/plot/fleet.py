@@ -22,6 +22,8 @@ from .style import (
     _format_time_axis,
     _heatmap,
     _legend,
+    _literal,
+    _literal_text,
     _natural_key,
     _no_data,
     _setup_time_axis,
@@ -35,6 +37,7 @@ __all__ = ["heartbeat_timeline", "uptime", "worker_states"]
 
 
 @share_docs
+@_literal_text
 def heartbeat_timeline(
     heartbeats: pd.DataFrame,
     outages: pd.DataFrame | None = None,
@@ -175,9 +178,10 @@ def heartbeat_timeline(
                     label_colors[worker] = STATE_COLORS["removed"]
 
     _worker_ticks(ax, rows)
+    tick_colors = {_literal(worker): color for worker, color in label_colors.items()}
     for tick in ax.get_yticklabels():
-        if tick.get_text() in label_colors:
-            tick.set_color(label_colors[tick.get_text()])
+        if tick.get_text() in tick_colors:
+            tick.set_color(tick_colors[tick.get_text()])
     ax.set_ylim(len(rows) - 0.5, -0.5)
     _format_time_axis(ax)
     ax.set_ylabel("worker")
@@ -187,6 +191,7 @@ def heartbeat_timeline(
 
 
 @share_docs
+@_literal_text
 def uptime(frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -> Axes:
     """A worker x time heatmap of the fraction of each bucket a worker was alive.
 
@@ -230,6 +235,7 @@ def uptime(frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -> Axe
 
 
 @share_docs
+@_literal_text
 def worker_states(workers_frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -> Axes:
     """How many workers are active, late, stale and removed, as bars.
 

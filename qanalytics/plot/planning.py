@@ -27,6 +27,8 @@ from .style import (
     _floats,
     _format_time_axis,
     _legend,
+    _literal,
+    _literal_text,
     _no_data,
     _ordered_levels,
     _quantile_label,
@@ -70,6 +72,7 @@ def _plan_title(attrs: Mapping[Any, Any], base: str) -> str:
 
 
 @share_docs
+@_literal_text
 def capacity(plan_frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -> Axes:
     """Recommended against alive workers across the day, or per task type.
 
@@ -252,7 +255,7 @@ def _capacity_by_type(frame: pd.DataFrame, *, ax: Axes | None, kwargs: dict[str,
         fontsize="small",
         color=_OTHER_COLOR,
     )
-    ax.set_xticks(centres, levels)
+    ax.set_xticks(centres, [_literal(level) for level in levels])
     if len(levels) > 6:
         ax.tick_params(axis="x", labelrotation=30)
         for tick in ax.get_xticklabels():
@@ -271,6 +274,7 @@ def _capacity_by_type(frame: pd.DataFrame, *, ax: Axes | None, kwargs: dict[str,
 
 
 @share_docs
+@_literal_text
 def what_if(
     frame: pd.DataFrame,
     *,
@@ -408,6 +412,7 @@ def what_if(
 
 
 @share_docs
+@_literal_text
 def littles_law(frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -> Axes:
     """Observed mean backlog against Little's law's prediction, per time bucket.
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC
-from typing import Any
+from typing import Any, ParamSpec
 
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
@@ -58,6 +59,43 @@ _SECONDS_PER_DAY = 86400.0
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _literal(text: object) -> str:
+    """`text` for a tick label: every ``$`` escaped, so mathtext never parses data."""
+    return str(text).replace("$", r"\$")
+
+
+def _literal_labels(ax: Axes) -> None:
+    """Show the titles, axis labels, texts and legend entries of `ax` (and its twins) as written.
+
+    Task types, worker ids and column names are data: ``$x^2$`` or an unbalanced ``$``
+    would be parsed as mathtext, which renders something else or fails when the figure
+    is drawn. Tick labels built from data are escaped where they are set (:func:`_literal`),
+    since an axis may create new tick labels when it draws.
+    """
+    for axes in {ax, *ax.get_shared_x_axes().get_siblings(ax)}:
+        texts = [axes.title, axes.xaxis.label, axes.yaxis.label, *axes.texts]
+        legend = axes.get_legend()
+        if legend is not None:
+            texts += [*legend.get_texts(), legend.get_title()]
+        for text in texts:
+            text.set_parse_math(False)
+
+
+_P = ParamSpec("_P")
+
+
+def _literal_text(func: Callable[_P, Axes]) -> Callable[_P, Axes]:
+    """Make the labels a plot function draws literal text (:func:`_literal_labels`)."""
+
+    @functools.wraps(func)
+    def plot(*args: _P.args, **kwargs: _P.kwargs) -> Axes:
+        ax = func(*args, **kwargs)
+        _literal_labels(ax)
+        return ax
+
+    return plot
 
 
 def _check_frame(frame: Any, required: Iterable[str], *, name: str, func: str) -> pd.DataFrame:
@@ -254,7 +292,7 @@ def _worker_ticks(ax: Axes, workers: Sequence[str], max_labels: int = 40) -> Non
     """Worker names on the y axis, thinned so that they never overlap."""
     step = max(1, int(np.ceil(len(workers) / max_labels)))
     positions = list(range(0, len(workers), step))
-    ax.set_yticks(positions, [workers[i] for i in positions])
+    ax.set_yticks(positions, [_literal(workers[i]) for i in positions])
     ax.tick_params(axis="y", labelsize="small" if len(workers) > 12 else "medium")
 
 

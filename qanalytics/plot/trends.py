@@ -32,6 +32,8 @@ from .style import (
     _group_labels,
     _heatmap,
     _legend,
+    _literal,
+    _literal_text,
     _no_data,
     _ordered_levels,
     _palette,
@@ -47,6 +49,7 @@ __all__ = ["latency", "queue_depth", "retry_outcomes", "success_rate", "throughp
 
 
 @share_docs
+@_literal_text
 def queue_depth(
     frame: pd.DataFrame,
     *,
@@ -177,6 +180,7 @@ def queue_depth(
 
 
 @share_docs
+@_literal_text
 def success_rate(
     frame: pd.DataFrame,
     *,
@@ -267,6 +271,7 @@ def success_rate(
 
 
 @share_docs
+@_literal_text
 def throughput(
     frame: pd.DataFrame,
     *,
@@ -343,6 +348,7 @@ def throughput(
 
 
 @share_docs
+@_literal_text
 def latency(
     frame: pd.DataFrame,
     *,
@@ -451,7 +457,7 @@ def latency(
             options = {"width": slot, "color": shades[i], "label": _quantile_label(q)}
             options.update(kwargs)
             ax.bar(centres - 0.4 + slot * (i + 0.5), table[q].to_numpy(float), **options)
-        ax.set_xticks(centres, levels)
+        ax.set_xticks(centres, [_literal(level) for level in levels])
         if len(levels) > 6:
             ax.tick_params(axis="x", labelrotation=30)
             for tick in ax.get_xticklabels():
@@ -472,6 +478,7 @@ def latency(
 
 
 @share_docs
+@_literal_text
 def utilization(
     frame: pd.DataFrame,
     *,
@@ -550,6 +557,7 @@ def utilization(
 
 
 @share_docs
+@_literal_text
 def retry_outcomes(frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -> Axes:
     """Tasks reaching each attempt and how that attempt ended, with eventual success.
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._time import epoch_to_series, parse_duration, resolve_time
+from .._time import epoch_to_series, parse_freq, resolve_time
 from ..store import Store
 from ..store.schema import OUTCOMES, TASK_STATUSES
 
@@ -218,22 +218,7 @@ def _attempt_times(db: Store, until: float | None = None) -> pd.DataFrame:
 
 
 def _freq_seconds(freq: Any) -> float:
-    if isinstance(freq, str):
-        try:
-            return parse_duration(freq, name="freq", allow_zero=False)
-        except ValueError:
-            try:
-                offset = pd.tseries.frequencies.to_offset(freq)
-            except ValueError:
-                offset = None
-            nanos = getattr(offset, "nanos", None) if isinstance(offset, pd.offsets.Tick) else None
-            if not nanos:
-                raise ValueError(
-                    f"freq={freq!r} is not a fixed-width bucket size; use a duration such as "
-                    "'1min', '15min', '1h' or '1d'"
-                ) from None
-            return nanos / 1e9
-    return parse_duration(freq, name="freq", allow_zero=False)
+    return parse_freq(freq, name="freq")
 
 
 def _by_list(by: Any, allowed: Sequence[str], *, name: str = "by") -> list[str]:

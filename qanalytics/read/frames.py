@@ -7,7 +7,6 @@ does not exist and a worker removed after ``now`` is not removed.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -17,7 +16,7 @@ from .._docstrings import share_docs
 from ..state import ACTIVE_WITHIN_S, STALE_AFTER_S, check_thresholds, classify_ages
 from ..store import Store
 from ..store.schema import TASK_STATUSES
-from ..write.workers import check_worker_id
+from ..write.workers import check_worker_id, decode_json
 from . import classic
 from .common import (
     OUTCOME_DTYPE,
@@ -39,7 +38,7 @@ from .liveness import (
     uses_rollups,
     worker_keys,
 )
-from .rollups import rollup_columns, rollup_totals
+from .rollups import rollup_columns, rollup_totals, stable_read
 
 __all__ = ["attempts", "heartbeats", "tasks", "worker_events", "workers"]
 
@@ -67,7 +66,7 @@ JOIN worker_events ev ON ev.id = (SELECT e.id FROM worker_events e
 def _decode(text: str | None) -> dict[str, Any]:
     if not text:
         return {}
-    value = json.loads(text)
+    value = decode_json(text)
     return value if isinstance(value, dict) else {"value": value}
 
 
@@ -123,7 +122,15 @@ def workers(
         return classic.workers(
             db, at=at, active_s=active_s, stale_s=stale_s, include_removed=include_removed
         )
-    rows = db.query(_WORKER_SQL, (at,), action="read workers")
+    def read() -> tuple[list[Any], float | None, dict[int, tuple[int, float]]]:
+        # Raw counts, the horizon and the rollups as of one moment of any prune.
+        found = db.query(_WORKER_SQL, (at,), action="read workers")
+        horizon_at = horizon(db)
+        # Beats pruned into minutes still count, and may hold the last beat as of `now`.
+        totals = {} if horizon_at is None else rollup_totals(db, until=at)
+        return found, horizon_at, totals
+
+    rows, horizon_at, totals = stable_read(db, read)
     done = db.query(
         "SELECT worker_key, outcome, count(*) FROM attempts WHERE finished_at <= ?"
         " AND outcome IN ('completed', 'failed') GROUP BY worker_key, outcome",
@@ -140,10 +147,7 @@ def workers(
     registered = np.array([np.nan if r[4] is None else r[4] for r in rows], dtype="float64")
     last = np.array([np.nan if r[6] is None else r[6] for r in rows], dtype="float64")
     beat_counts = np.array([r[7] for r in rows], dtype="int64")
-    horizon_at = horizon(db)
     if horizon_at is not None:
-        # Beats pruned into minutes still count, and may hold the last beat as of `now`.
-        totals = rollup_totals(db, until=at)
         beat_counts += np.array([totals.get(r[0], (0, 0.0))[0] for r in rows], dtype="int64")
         rolled_last = [totals.get(r[0], (0, np.nan))[1] for r in rows]
         last = np.fmax(last, np.array(rolled_last, dtype="float64"))
@@ -222,30 +226,39 @@ def heartbeats(
         "resolution": RESOLUTION_DTYPE,
         "beats": "Int64",
     }
-    horizon_at = horizon(db)
     where, params = window_where("at", lo, hi)
     keys: list[int] | None = None
     if names is not None:
         keys = wk.keys_for(names)
         if not keys:
-            return mark_horizon(empty_frame(dtypes), horizon_at)
+            return mark_horizon(empty_frame(dtypes), horizon(db))
         clause, values = in_list_sql("worker_key", keys)
         where.append(clause)
         params.extend(values)
+
+    def read() -> tuple[float | None, dict[str, Any], dict[str, Any] | None]:
+        # The horizon, raw beats and rollups as of one moment of any prune.
+        horizon_at = horizon(db)
+        raw = db.read_columns(
+            "SELECT worker_key, at, IFNULL(task_id, -1) FROM heartbeats WHERE "
+            + " AND ".join(where),
+            params,
+            columns={"worker_key": "int64", "at": "float64", "task_id": "int?"},
+            action="read heartbeats",
+        )
+        rolled = None
+        if uses_rollups(horizon_at, lo):
+            rolled = rollup_columns(db, since=lo, until=hi, keys=keys)
+        return horizon_at, raw, rolled
+
     # Arrays rather than a frame: each column is converted once and the raw one dropped,
     # which keeps the peak near the result's own size on a history of millions of beats.
-    raw = db.read_columns(
-        "SELECT worker_key, at, IFNULL(task_id, -1) FROM heartbeats WHERE " + " AND ".join(where),
-        params,
-        columns={"worker_key": "int64", "at": "float64", "task_id": "int?"},
-        action="read heartbeats",
-    )
+    horizon_at, raw, rolled = stable_read(db, read)
     worker_key, times, task_ids = raw.pop("worker_key"), raw.pop("at"), raw.pop("task_id")
     n_raw = len(times)
     beats: Any = None
     minute: Any = None
-    if uses_rollups(horizon_at, lo):
-        rolled = rollup_columns(db, since=lo, until=hi, keys=keys)
+    if rolled is not None:
         last = rolled["last_at"]
         inside = last <= hi
         if lo is not None:

@@ -10,14 +10,26 @@ records a beat) starts the next one, so the silence between a removal and a revi
 neither a gap nor an outage. Within a life, the *gap* before a beat is the time since the
 previous beat. A gap is an *outage* when it exceeds the worker's *threshold*: ``min_gap``
 when given, else 3x the median of the worker's positive gaps in the history read (the
-fleet-wide median when the worker has none; with no gaps at all and no ``min_gap``, no
-outage can be judged). After a life's last beat, the silence up to the removal (or up to
-``now`` while still registered) is an outage when it exceeds the threshold too.
+fleet-wide median when the worker has none; with no gaps at all and no ``min_gap``,
+:data:`UNMEASURED_THRESHOLD_S`). After a life's last beat, the silence up to the removal
+(or up to ``now`` while still registered) is an outage when it exceeds the threshold too.
 
 Alive time is the complement of outages within each life: a beat covers ``[beat, next
 beat]`` when the gap to the next beat is not an outage; the last beat of a life covers up
 to the removal or ``now`` unless that silence is an outage; a beat followed by an outage
 covers only its own moment (a zero-length interval).
+
+Windows
+-------
+``since``/``until`` choose what is reported, not what is known: a windowed read also
+takes each worker's last :data:`CONTEXT_BEATS` beats before the window, so a silence
+that started before the window (a worker that died long ago) is seen, and the usual
+interval is measured even when the window holds no beat at all. An outage that overlaps
+the window is reported whole, with its true ``start`` (possibly before ``since``) and
+``end``; alive intervals are clipped to the window. A worker is alive only from its first
+beat and, after its last beat, for at most its threshold: in a window after its last
+beat a registered worker is dead (uptime 0, no alive interval), and a window that ends
+before a worker's first beat has no row for it.
 
 Across the retention boundary
 -----------------------------
@@ -29,7 +41,8 @@ beat is a true gap between consecutive beats, judged by the rule above; a silenc
 one minute cannot be seen. Rows say which they come from in a ``resolution`` column
 (``raw`` / ``minute``) where that applies, and frames carry
 ``attrs["raw_history_starts_at"]``. A read whose window starts at or after the horizon
-never touches the rollups.
+reads only the last rolled-up minute of a worker with no raw beat before the window (a
+worker silent since before the horizon), so that its silence is still seen.
 """
 
 from __future__ import annotations
@@ -42,16 +55,38 @@ import numpy as np
 import pandas as pd
 
 from .._docstrings import share_docs
-from .._time import parse_duration
+from .._time import parse_duration, parse_freq
 from ..store import Store
 from ..write.workers import check_worker_id
-from .common import UTC_DTYPE, as_utc, empty_frame, in_list_sql, resolve_window, window_where
-from .rollups import history_horizon, rollup_columns
+from .common import (
+    MAX_BUCKETS,
+    UTC_DTYPE,
+    as_utc,
+    empty_frame,
+    in_list_sql,
+    resolve_window,
+    window_where,
+)
+from .rollups import history_horizon, rollup_columns, stable_read
 
-__all__ = ["OUTAGE_FACTOR", "alive_intervals", "heartbeat_gaps", "outages", "uptime"]
+__all__ = [
+    "CONTEXT_BEATS",
+    "OUTAGE_FACTOR",
+    "UNMEASURED_THRESHOLD_S",
+    "alive_intervals",
+    "heartbeat_gaps",
+    "outages",
+    "uptime",
+]
 
 #: A gap longer than this many times the worker's median heartbeat interval is an outage.
 OUTAGE_FACTOR = 3.0
+#: A windowed read also takes up to this many beats per worker from before the window:
+#: they carry a silence that started earlier into the window and give the usual interval.
+CONTEXT_BEATS = 100
+#: The outage threshold (seconds) when no interval can be measured at all (no gaps in the
+#: history read and no ``min_gap``): the default ``stale_after`` of :func:`workers`.
+UNMEASURED_THRESHOLD_S = 300.0
 
 ENDED_BY_DTYPE = pd.CategoricalDtype(["resumed", "removed", "still silent"])
 #: ``resolution`` of a row: from a raw beat, or from a minute rolled up by ``prune``.
@@ -268,13 +303,16 @@ def _read_beats(db: Store, since: float | None, now: float, keys: list[int] | No
         action="read heartbeats",
     )
     if since is not None:
-        # The beat before the window, per worker, via the (worker_key, at) index.
+        # The last beats before the window, per worker, via the (worker_key, at) index:
+        # the latest one carries the worker's state into the window (a silence that
+        # started before it), the others give its usual interval when the window itself
+        # holds too few beats to judge one.
         sql = (
             "SELECT w.worker_key, h.at, IFNULL(h.task_id, -1) FROM workers w"
-            " JOIN heartbeats h ON h.rowid = (SELECT h2.rowid FROM heartbeats h2"
-            " WHERE h2.worker_key = w.worker_key AND h2.at < ? ORDER BY h2.at DESC LIMIT 1)"
+            " JOIN heartbeats h ON h.rowid IN (SELECT h2.rowid FROM heartbeats h2"
+            " WHERE h2.worker_key = w.worker_key AND h2.at < ? ORDER BY h2.at DESC LIMIT ?)"
         )
-        prior_params: list[Any] = [since]
+        prior_params: list[Any] = [since, CONTEXT_BEATS]
         if keys is not None:
             clause, values = in_list_sql("w.worker_key", keys)
             sql += " WHERE " + clause
@@ -324,14 +362,32 @@ def _rollup_points(
 
 
 def _model(db: Store, since: float | None, now: float, keys: list[int] | None) -> _Beats:
-    raw = _read_beats(db, since, now, keys)
+
+
+    def read() -> tuple[pd.DataFrame, float | None, tuple[np.ndarray, ...] | None]:
+        # Raw beats, the horizon and the rollups as of one moment of any prune.
+        beats = _read_beats(db, since, now, keys)
+        horizon_at = horizon(db)
+        rolled = None
+        if horizon_at is not None:
+            # Even a window after the horizon needs each worker's last rolled-up minute:
+            # a silence that began before the horizon runs into the window.
+            rolled = _rollup_points(db, since, now, keys)
+        return beats, horizon_at, rolled
+
+    raw, horizon_at, rolled = stable_read(db, read)
     key = raw["worker_key"].to_numpy(dtype="int64")
     at = raw["at"].to_numpy(dtype="float64")
     task = raw["task_id"].to_numpy(dtype="int64")
     n_raw = len(key)
-    horizon_at = horizon(db)
-    if uses_rollups(horizon_at, since):
-        r_key, r_at, r_task, r_inner, r_mean = _rollup_points(db, since, now, keys)
+    if rolled is not None:
+        r_key, r_at, r_task, r_inner, r_mean = rolled
+        if since is not None and not uses_rollups(horizon_at, since):
+            # A window after the horizon needs the last rolled-up minute only of a worker
+            # with no raw beat before the window: it went silent before the horizon.
+            take = ~np.isin(r_key, key[at < since])
+            r_key, r_at, r_task = r_key[take], r_at[take], r_task[take]
+            r_inner, r_mean = r_inner[take], r_mean[take]
         key = np.concatenate([key, r_key])
         at = np.concatenate([at, r_at])
         task = np.concatenate([task, r_task])
@@ -398,7 +454,8 @@ def _thresholds(beats: _Beats, min_gap: Any) -> np.ndarray:
         positive &= ~beats.minute & ~prev_minute
     estimated = beats.mean_gap > 0
     if not positive.any() and not estimated.any():
-        return np.full(n, np.inf)
+        # Nothing to measure an interval from: a worker is not alive for ever after one beat.
+        return np.full(n, UNMEASURED_THRESHOLD_S)
     medians = _median_by_key(beats.gap, beats.key, positive)
     per_beat = medians.reindex(beats.key).to_numpy(dtype="float64")
     if estimated.any():
@@ -600,7 +657,9 @@ def outages(
     min_gap : float, str or None
         A fixed threshold (seconds or a duration string such as ``"2min"``).
     {since_until}
-        Outages overlapping this window.
+        Outages overlapping this window, each reported whole: an outage that started
+        before `since` and is still going (or ended inside the window) is included,
+        with its true `start`.
     {now}
 
     Returns
@@ -692,6 +751,15 @@ def _tasks_held(
     return held
 
 
+def _check_buckets(count: int, freq: Any) -> None:
+    """Refuse a question that would build more than ``MAX_BUCKETS`` (worker, bucket) rows."""
+    if count > MAX_BUCKETS:
+        raise ValueError(
+            f"freq={freq!r} gives {count:,} worker buckets over the window (at most "
+            f"{MAX_BUCKETS:,}); use a coarser freq or a shorter window"
+        )
+
+
 @share_docs
 def uptime(
     db: Store,
@@ -710,7 +778,8 @@ def uptime(
     the epoch. The fraction's denominator is the part of the bucket inside the window
     (``since`` to ``until``) during which the worker was registered (from its first beat
     to its removal), so a partial current bucket, a worker added mid-bucket and a worker
-    removed on purpose are not shown as partly dead; a crashed worker's silence counts.
+    removed on purpose are not shown as partly dead; a crashed worker's silence counts,
+    including a silence that started before the window (see the module docstring).
     A worker has a row for every bucket from the one holding its first beat in the window
     (or ``since``) through the window's end, or through its removal if it is removed as of
     `now` (not the bucket that starts at the removal).
@@ -734,9 +803,16 @@ def uptime(
         starts, a rolled-up minute counts as alive from its first to its last beat (see
         :func:`alive_intervals`); ``attrs["raw_history_starts_at"]`` then says where raw
         history starts.
+
+    Raises
+    ------
+    ValueError
+        If `freq` is not a width from 1 ms to about 292 years, or the answer would hold more
+        than ``MAX_BUCKETS`` (5,000,000) worker buckets (as
+        :func:`qanalytics.metrics.depth_timeline` refuses).
     """
     db.require("heartbeat_history", "uptime()")
-    width = parse_duration(freq, name="freq", allow_zero=False)
+    width = parse_freq(freq, name="freq")
     lo, hi, at = resolve_window(db, since, until, now)
     wk = worker_keys(db, at)
     dtypes = {"worker_id": wk.dtype, "bucket": UTC_DTYPE, "alive_fraction": "float64"}
@@ -763,6 +839,7 @@ def uptime(
     workers_k, b0, b1 = workers_k[valid], b0[valid], b1[valid]
     span_lo, span_hi = span_lo[valid], span_hi[valid]
     counts = (b1 - b0 + 1).astype("int64")
+    _check_buckets(int(counts.sum()), freq)
     row_key = np.repeat(workers_k, counts)
     offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
     row_bucket = (np.repeat(b0, counts) + offsets) * width
@@ -782,6 +859,7 @@ def uptime(
     k0 = np.floor(s / width)
     k1 = np.floor(np.nextafter(e, -np.inf) / width)
     n = (k1 - k0 + 1).astype("int64")
+    _check_buckets(int(n.sum()), freq)
     piece_key = np.repeat(key, n)
     piece_off = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
     piece_bucket = (np.repeat(k0, n) + piece_off) * width

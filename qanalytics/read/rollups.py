@@ -7,7 +7,8 @@ minute. These readers let the read side tell "no beats" from "pruned to minutes"
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,7 @@ from .common import UTC_DTYPE, as_category, as_utc, empty_frame, resolve_window
 
 __all__ = [
     "META_HEARTBEATS_PRUNED_BEFORE",
+    "META_HEARTBEAT_BATCHES",
     "META_TASKS_PRUNED_BEFORE",
     "ROLLUP_SECONDS",
     "heartbeat_rollups",
@@ -25,6 +27,7 @@ __all__ = [
     "raw_history_starts_at",
     "rollup_columns",
     "rollup_totals",
+    "stable_read",
 ]
 
 #: Width of one rollup bucket, in seconds.
@@ -33,6 +36,8 @@ ROLLUP_SECONDS = 60
 #: ``meta`` keys written by :func:`prune`.
 META_HEARTBEATS_PRUNED_BEFORE = "heartbeats_pruned_before"
 META_TASKS_PRUNED_BEFORE = "tasks_pruned_before"
+#: ``meta`` key counting the heartbeat batches prune has committed.
+META_HEARTBEAT_BATCHES = "heartbeat_prune_batches"
 _ROLLUP_DTYPES: dict[str, Any] = {
     "worker_id": "category",
     "minute": UTC_DTYPE,
@@ -296,4 +301,62 @@ def rollup_totals(db: Store, *, until: float) -> dict[int, tuple[int, float]]:
     )
     return {int(k): (int(n), float(last)) for k, n, last in rows}
 
+
+# -- reading rollups ----------------------------------------------------------------------
+_T = TypeVar("_T")
+
+
+
+#: Reads :func:`stable_read` tries before it falls back to one snapshot transaction.
+_OPTIMISTIC_READS = 3
+
+
+
+def _batches_committed(db: Store) -> Any:
+    rows = db.query(
+        "SELECT value FROM meta WHERE key = ?",
+        (META_HEARTBEAT_BATCHES,),
+        action="read the prune batch counter",
+    )
+    return rows[0][0] if rows else None
+
+
+
+def stable_read(db: Store, read: Callable[[], _T]) -> _T:
+    """Run `read` so that it sees the heartbeat history at one moment of any prune.
+
+    A reader that combines raw heartbeats, rollups and the horizon runs several queries;
+    a prune batch committed between them would show some beats twice or not at all.
+    Every batch bumps a counter in ``meta`` in its own transaction, so `read` is run
+    between two reads of the counter and run again if it moved. After a few moved
+    counters (a prune busy with small batches), `read` runs inside one read transaction
+    (a snapshot; ``REPEATABLE READ`` on PostgreSQL), which costs the faster side reader.
+
+    Parameters
+    ----------
+    db : Store
+    read : callable
+        Takes no arguments and only reads from `db`.
+
+    Returns
+    -------
+    object
+        What `read` returned.
+    """
+    if db.conn.in_transaction or not has_table(db, "meta"):
+        return read()  # inside a transaction already, or a store that cannot be pruned
+    for _ in range(_OPTIMISTIC_READS):
+        before = _batches_committed(db)
+        result = read()
+        if _batches_committed(db) == before:
+            return result
+        del result  # a large read is dropped before it is read again
+    begin = "BEGIN ISOLATION LEVEL REPEATABLE READ" if db.dialect == "postgresql" else "BEGIN"
+    with db.wrap_errors("start a read transaction"):
+        db.conn.execute(begin)
+    try:
+        return read()
+    finally:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")  # nothing was written
 

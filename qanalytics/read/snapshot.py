@@ -250,7 +250,8 @@ def _metrics_dict(
     total_workers, active, stale = workers
     return {
         "queue_depth_by_status": by_status,
-        "queue_depth_by_type": dict(sorted(by_type.items())),
+        # str(): a store written by other means may hold a NULL or numeric type.
+        "queue_depth_by_type": dict(sorted(by_type.items(), key=lambda kv: str(kv[0]))),
         "oldest_queued_task_age_seconds": None if oldest is None else max(0.0, at - oldest),
         "task_statistics": {
             "total": sum(by_status.values()),

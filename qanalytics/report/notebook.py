@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .._time import parse_duration
+from ..errors import ReportError
 from ..read.common import resolve_window
 from ..read.frames import tasks, workers
 from ..read.trends import success_rate
@@ -61,6 +62,10 @@ CELL_TIMEOUT_S = 600
 _TEMPLATE = "report.ipynb"
 _KERNEL_NAME = "qanalytics-current-env"
 _HTML_TEMPLATE = "qanalytics-report.html.j2"
+#: The environment variable that hands the kernel the store's real target when it differs
+#: from what the report shows (a server URL with a password): the environment is not
+#: part of the notebook, so it is never rendered or saved.
+TARGET_ENV = "QANALYTICS_REPORT_TARGET"
 
 # The "lab" template, minus every script it would load from a CDN (require.js, MathJax,
 # Mermaid, widgets): the report has no code, no maths and no widgets, and must open
@@ -94,10 +99,16 @@ body.jp-Notebook .jp-RenderedHTMLCommon th { padding: 3px 10px; text-align: left
 # -- writing the report ---------------------------------------------------------------------
 
 
-def _target_of(store: Store) -> str:
-    # A server URL is passed on as it is; a file becomes absolute, since the template
-    # notebook runs in a temporary folder.
-    return store.path if "://" in store.path else str(Path(store.path).resolve())
+def _target_of(store: Store) -> tuple[str, str]:
+    """What the kernel opens, and what the report may show of it.
+
+    A server URL is opened as given but shown without its password; a file becomes
+    absolute, since the template notebook runs in a temporary folder.
+    """
+    if "://" in store.path:
+        return str(getattr(store, "url", store.path)), store.path
+    path = str(Path(store.path).resolve())
+    return path, path
 
 
 def _display_name(target: str) -> str:
@@ -159,8 +170,9 @@ def write_report(
         is not a time.
     TypeError
         If an argument has the wrong type.
-    nbclient.exceptions.CellExecutionError
-        If a template cell fails (a bug; the message holds the cell's traceback).
+    ReportError
+        If a template cell fails or times out; the message names the report section and
+        the cell's exception (class and message), and no file is written.
 
     Examples
     --------
@@ -184,11 +196,11 @@ def write_report(
                 "process); write it to a file first"
             )
         window = report_window(db, since=since, now=now)
-        db_path = _target_of(db)
+        target, db_path = _target_of(db)
     elif isinstance(db, (str, os.PathLike)):
         with connect(db, readonly=True) as store:
             window = report_window(store, since=since, now=now)
-            db_path = _target_of(store)
+            target, db_path = _target_of(store)
     else:
         raise TypeError(f"db must be a Store or a path, not {type(db).__name__}")
     parameters = {
@@ -201,8 +213,11 @@ def write_report(
         print(f"Note: {window.notice()}", file=sys.stderr)
     nb = _load_template()
     _inject_parameters(nb, parameters)
+    env = {k: v for k, v in os.environ.items() if k != TARGET_ENV}
+    if target != db_path:
+        env[TARGET_ENV] = target
     with tempfile.TemporaryDirectory(prefix="qanalytics-report-") as workdir:
-        _execute(nb, workdir, progress=progress)
+        _execute(nb, workdir, progress=progress, env=env)
     document = _export_html(nb, str(parameters["title"]))
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
@@ -278,8 +293,9 @@ def _kernel_manager_class() -> type:
     return CurrentEnvKernelManager
 
 
-def _execute(nb: Any, workdir: str, *, progress: bool) -> None:
+def _execute(nb: Any, workdir: str, *, progress: bool, env: Mapping[str, str]) -> None:
     from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError
     from tqdm.auto import tqdm
 
     sections = _section_names(nb.cells)
@@ -288,8 +304,11 @@ def _execute(nb: Any, workdir: str, *, progress: bool) -> None:
         total=code, desc="report", unit="cell", file=sys.stderr, disable=not progress, leave=True
     )
 
+    current = {"section": ""}
+
     def started(cell: Any, cell_index: int, **_: Any) -> None:
-        bar.set_postfix_str(sections.get(cell_index, ""), refresh=True)
+        current["section"] = sections.get(cell_index, "")
+        bar.set_postfix_str(current["section"], refresh=True)
 
     def executed(cell: Any, cell_index: int, **_: Any) -> None:
         bar.update(1)
@@ -306,7 +325,24 @@ def _execute(nb: Any, workdir: str, *, progress: bool) -> None:
         on_cell_executed=executed,
     )
     try:
-        client.execute(cwd=workdir)
+        client.execute(cwd=workdir, env=dict(env))
+    except CellExecutionError as exc:
+        # The exception's text is the cell's coloured traceback; keep the name and message.
+        section = current["section"]
+        evalue = " ".join(str(exc.evalue).split())
+        raise ReportError(
+            f"the report's {section!r} section failed: {exc.ename}: {evalue}",
+            section=section,
+            ename=str(exc.ename),
+            evalue=str(exc.evalue),
+        ) from None
+    except CellTimeoutError:
+        section = current["section"]
+        raise ReportError(
+            f"the report's {section!r} section ran longer than {CELL_TIMEOUT_S}s",
+            section=section,
+            ename="CellTimeoutError",
+        ) from None
     finally:
         bar.close()
 

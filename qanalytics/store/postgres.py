@@ -145,8 +145,24 @@ def is_postgres_url(target: object) -> bool:
     return isinstance(target, str) and target.lower().startswith(("postgresql://", "postgres://"))
 
 
+#: What a redacted secret is replaced with.
+_HIDDEN = "***"
+# libpq URL parameters whose values are secrets (keywords are case-sensitive in libpq;
+# matched without regard to case here, to err on the safe side).
+_SECRET_PARAMETERS = frozenset({"password"})
+
+
+def _secret_parameter(item: str) -> bool:
+    key = item.split("=", 1)[0]
+    return urllib.parse.unquote_plus(key).strip().lower() in _SECRET_PARAMETERS
+
+
 def redact(url: str) -> str:
-    """The URL without its password, for messages and ``Store.path``.
+    """The URL without its password, for messages, ``Store.path`` and reports.
+
+    Both places a libpq URL can hold a password are masked: the user information
+    (``user:password@host``) and the ``password`` query parameter (``?password=...``).
+    A URL that cannot be parsed is replaced whole, so nothing of it is shown.
 
     Parameters
     ----------
@@ -155,12 +171,66 @@ def redact(url: str) -> str:
     Returns
     -------
     str
+
+    Examples
+    --------
+    >>> redact("postgresql://qa:s3cret@db/queue?password=s3cret&sslmode=require")
+    'postgresql://qa:***@db/queue?password=***&sslmode=require'
     """
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        scheme = url.split(":", 1)[0] if ":" in url else "postgresql"
+        return f"{scheme}://{_HIDDEN} (a URL that cannot be parsed)"
+    netloc = parts.netloc
+    userinfo, at, hosts = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = userinfo.split(":", 1)[0] + ":" + _HIDDEN + "@" + hosts
+    query = "&".join(
+        item.split("=", 1)[0] + "=" + _HIDDEN if _secret_parameter(item) else item
+        for item in parts.query.split("&")
+    )
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _secrets(url: str) -> list[str]:
+    """The passwords in `url`, as written and decoded, longest first."""
+    found: list[str] = []
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return [url]
+    userinfo, at, _hosts = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        found.append(userinfo.split(":", 1)[1])
+    found += [
+        item.split("=", 1)[1]
+        for item in parts.query.split("&")
+        if "=" in item and _secret_parameter(item)
+    ]
+    found += [urllib.parse.unquote_plus(value) for value in found] + [
+        urllib.parse.unquote(value) for value in found
+    ]
+    return sorted({value for value in found if value}, key=len, reverse=True)
+
+
+def scrub(text: str, url: str) -> str:
+    """`text` with every password of `url` masked, for messages that may quote the URL.
+
+    Parameters
+    ----------
+    text : str
+        A message, for example a driver's error.
+    url : str
+        The URL whose passwords must not appear.
+
+    Returns
+    -------
+    str
+    """
+    for secret in _secrets(url):
+        text = text.replace(secret, _HIDDEN)
+    return text
 
 
 def _psycopg() -> Any:
@@ -424,7 +494,9 @@ def _migrate(conn: PgConnection, url: str, *, readonly: bool) -> None:
             else:
                 raw.execute(f"UPDATE {_VERSION_TABLE} SET version = %s", (SCHEMA_VERSION,))
     except _psycopg().Error as exc:
-        raise StoreError(f"creating or migrating the schema of {name!r} failed: {exc}") from exc
+        raise StoreError(
+            f"creating or migrating the schema of {name!r} failed: {scrub(str(exc), url)}"
+        ) from exc
 
 
 def connect_postgres(url: str, *, readonly: bool, clock: Clock) -> PgStore:
@@ -453,9 +525,16 @@ def connect_postgres(url: str, *, readonly: bool, clock: Clock) -> PgStore:
     """
     psycopg = _psycopg()
     try:
-        raw = psycopg.connect(_with_options(url, readonly=readonly), autocommit=True)
+        conninfo = _with_options(url, readonly=readonly)
+    except ValueError as exc:  # urllib could not split it (an unclosed IPv6 bracket)
+        raise StoreError(f"cannot connect to {redact(url)!r}: {exc}") from None
+    try:
+        raw = psycopg.connect(conninfo, autocommit=True)
     except psycopg.Error as exc:
-        raise StoreError(f"cannot connect to {redact(url)!r}: {exc}") from exc
+        message = scrub(str(exc), url)
+        error = StoreError(f"cannot connect to {redact(url)!r}: {message}")
+        # The driver's own error may quote the connection string: keep it off the chain.
+        raise error from (exc if message == str(exc) else None)
     _configure(raw, psycopg)
     conn = PgConnection(raw)
     try:

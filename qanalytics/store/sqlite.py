@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
 import threading
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .._time import Clock
 from ..errors import QAnalyticsError, ReadOnlyError, SchemaError, StoreError, StoreNotFound
@@ -107,6 +108,8 @@ def _target_path(target: str | os.PathLike[str]) -> str:
 _files_lock = threading.Lock()
 _open_files: dict[tuple[int, int], int] = {}
 _deferred_readers: dict[tuple[int, int], list[Any]] = {}
+# Files whose -wal and -shm a read-only Store of this process created (see _open_readonly).
+_created_wal: dict[tuple[int, int], bool] = {}
 
 
 def _file_id(path: str) -> tuple[int, int] | None:
@@ -149,10 +152,25 @@ class SQLiteStore(Store):
         super().__init__(
             path, conn, readonly=readonly, clock=clock, layout=layout, capabilities=capabilities
         )
+        #: The query of the side reader's URI: "mode=ro", or "mode=ro&immutable=1".
+        self._reader_query = "mode=ro"
+        self._tidy = False
         self._fid = None if path == ":memory:" else _file_id(path)
         if self._fid is not None:
             with _files_lock:
                 _open_files[self._fid] = _open_files.get(self._fid, 0) + 1
+
+    def close(self) -> None:
+        """Close the store's connections. Closing twice is harmless.
+
+        The last Store of this process on a file whose ``-wal`` and ``-shm`` a read-only
+        open created removes them again (see :func:`_remove_reader_wal`).
+        """
+        if self._closed:
+            return
+        super().close()
+        if self._tidy:
+            _remove_reader_wal(self.path)
 
     def _close_readers(self, readers: list[Any]) -> None:
         if self._fid is not None:
@@ -167,6 +185,7 @@ class SQLiteStore(Store):
                 else:
                     _open_files.pop(self._fid, None)
                     readers += _deferred_readers.pop(self._fid, [])
+                    self._tidy = _created_wal.pop(self._fid, False)
         super()._close_readers(readers)
 
     @property
@@ -191,7 +210,7 @@ class SQLiteStore(Store):
             except ImportError:  # pragma: no cover - the driver is a declared dependency
                 self._adbc = False
                 return None
-            uri = "file:" + urllib.parse.quote(os.path.abspath(self.path)) + "?mode=ro"
+            uri = _file_uri(self.path, self._reader_query)
             try:
                 self._adbc = adbc_dbapi.connect(uri, autocommit=True)
             except Exception:
@@ -338,8 +357,9 @@ def open_sqlite(
     """
     path = _target_path(target)
     memory = path == ":memory:"
-    if not memory and os.path.isdir(path):
-        raise StoreError(f"cannot open {path!r}: it is a directory, not a database file")
+    if not memory:
+        _check_file(path)
+    reader_query, created = "mode=ro", False
     try:
         if readonly:
             if memory:
@@ -347,7 +367,7 @@ def open_sqlite(
             else:
                 if not os.path.exists(path):
                     raise StoreNotFound(f"no store at {path!r} (opened read-only, so not created)")
-                conn = _open_readonly(path, layout)
+                conn, reader_query, created = _open_readonly(path, layout)
         else:
             if not memory:
                 parent = Path(path).resolve().parent
@@ -363,9 +383,11 @@ def open_sqlite(
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000):d}")
         classic = _classic_layout(conn, path, layout, readonly=readonly)
         if classic is not None:
-            return SQLiteStore(
+            store = SQLiteStore(
                 path, conn, readonly=True, clock=clock, layout="classic", capabilities=classic
             )
+            _note_created(store, created)
+            return store
         _migrate(conn, path, readonly=readonly)
         with wrap_errors(f"set up the connection to {path!r}"):
             conn.execute("PRAGMA foreign_keys = ON")
@@ -376,17 +398,55 @@ def open_sqlite(
                 conn.execute("PRAGMA synchronous = NORMAL")
     except BaseException:
         conn.close()
+        if created:
+            _remove_reader_wal(path)
         raise
-    return SQLiteStore(path, conn, readonly=readonly, clock=clock)
+    store = SQLiteStore(path, conn, readonly=readonly, clock=clock)
+    store._reader_query = reader_query
+    _note_created(store, created)
+    return store
+
+
+def _note_created(store: SQLiteStore, created: bool) -> None:
+    """Remember that opening `store` created its -wal and -shm, to remove them at close."""
+    if created and store._fid is not None:
+        with _files_lock:
+            _created_wal[store._fid] = True
 
 
 
-def _quiet_wal(path: str) -> bool:
-    """Whether `path` is a WAL-mode file that no connection has open (no ``-wal`` beside it)."""
-    # Reading the header opens and closes a descriptor, which would drop this process's
-    # locks on the file: only do it when nothing here can hold any (see _open_files).
-    if os.path.exists(path + "-wal") or os.path.exists(path + "-shm") or _in_use(path):
-        return False
+def _file_uri(path: str, query: str) -> str:
+    """A ``file:`` URI for `path`; names that are not valid UTF-8 keep their bytes."""
+    return "file:" + urllib.parse.quote(os.fsencode(os.path.abspath(path))) + "?" + query
+
+
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _check_file(path: str) -> None:
+    """Refuse a path that exists but is not a regular file (reading a FIFO would hang)."""
+    try:
+        mode = os.stat(path).st_mode  # stat opens no descriptor, so it cannot drop locks
+    except FileNotFoundError:
+        return  # a writer creates it; a reader says StoreNotFound
+    except OSError as exc:
+        raise StoreError(f"cannot open {path!r}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
+        raise StoreError(f"cannot open {path!r}: it is a directory, not a database file")
+    for test, kind in _FILE_KINDS:
+        if test(mode):
+            raise StoreError(f"cannot open {path!r}: it is {kind}, not a database file")
+    if not stat.S_ISREG(mode):
+        raise StoreError(f"cannot open {path!r}: it is not a regular file")
+
+
+def _is_wal_file(path: str) -> bool:
+    """Whether the header of `path` says WAL mode. Opens the file: see :func:`_quiet_wal`."""
     try:
         with open(path, "rb") as handle:
             header = handle.read(20)
@@ -395,20 +455,98 @@ def _quiet_wal(path: str) -> bool:
     return len(header) == 20 and header[:16] == b"SQLite format 3\x00" and header[18] == 2
 
 
-def _open_readonly(path: str, layout: str) -> sqlite3.Connection:
-    uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
-    if layout != "native" and _quiet_wal(path):
+def _quiet_wal(path: str) -> bool:
+    """Whether `path` is a WAL-mode file that no connection has open (no ``-wal`` beside it)."""
+    # Reading the header opens and closes a descriptor, which would drop this process's
+    # locks on the file: only do it when nothing here can hold any (see _open_files).
+    if os.path.exists(path + "-wal") or os.path.exists(path + "-shm") or _in_use(path):
+        return False
+    return _is_wal_file(path)
+
+
+def _can_write_beside(path: str) -> bool:
+    """Whether this process may write `path` and create files in its folder.
+
+    ``os.access`` answers for the real user and for read-only mounts (``EROFS``), so a
+    read-only bind mount or a folder without write permission says False, as does a file
+    owned by someone else without write permission.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    return os.access(path, os.W_OK) and os.access(folder, os.W_OK | os.X_OK)
+
+
+def readonly_open_mode(path: str, *, writable: bool | None = None) -> Literal["ro", "immutable"]:
+    """How a read-only connection opens `path`: SQLite ``mode=ro``, or ``immutable=1``.
+
+    A read-only connection to a WAL-mode file needs its ``-wal`` and ``-shm`` files; when
+    neither exists (no connection has the file open), it creates them, and cannot remove
+    them when it closes. Where it cannot create them (a read-only mount or folder) the open
+    fails, and where they would belong to a user who cannot write the database they would
+    lock its owner's writers out. So a WAL-mode file with neither file beside it that this
+    process cannot write (or create files next to) is opened ``immutable=1``: SQLite then
+    reads the database file alone, takes no locks and creates nothing. The caveat: an
+    immutable reader does not see a writer that starts while it reads (it may read a
+    half-written page and report the file as damaged); re-run the read in that case.
+
+    Parameters
+    ----------
+    path : str
+        The database file.
+    writable : bool, optional
+        Whether this process can write the file and create files beside it; by default
+        asked of the operating system (:func:`os.access`).
+
+    Returns
+    -------
+    {"ro", "immutable"}
+    """
+    if not _quiet_wal(path):
+        return "ro"
+    if writable is None:
+        writable = _can_write_beside(path)
+    return "ro" if writable else "immutable"
+
+
+def _remove_reader_wal(path: str) -> None:
+    """Remove the ``-wal`` and ``-shm`` files that read-only connections created.
+
+    A read-only connection cannot remove them; a read-write one that closes last
+    checkpoints the (empty) log and deletes both, under SQLite's own exclusive lock, so
+    nothing is removed while another process uses them. Reads nothing and writes no row.
+    """
+    if _in_use(path):
+        return  # closing a descriptor here would drop the locks of this process's Stores
+    with contextlib.suppress(sqlite3.Error, OSError):
+        conn = sqlite3.connect(_file_uri(path, "mode=rw"), uri=True, isolation_level=None)
+        try:
+            conn.execute("PRAGMA busy_timeout = 0")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            conn.close()
+
+
+def _open_readonly(path: str, layout: str) -> tuple[sqlite3.Connection, str, bool]:
+    """A read-only connection, the side reader's URI query, and whether it created a WAL."""
+    mode = readonly_open_mode(path)
+    if mode == "immutable":
+        query = "mode=ro&immutable=1"
+        return sqlite3.connect(_file_uri(path, query), uri=True, isolation_level=None), query, False
+    quiet = _quiet_wal(path)
+    if layout != "native" and quiet:
         # A read-only connection to a WAL file creates -wal and -shm files beside it (and
         # cannot remove them). Nobody has this one open, so read it as immutable unless it
         # turns out to be a qanalytics store, whose readers keep their usual behaviour.
-        conn = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None)
+        conn = sqlite3.connect(
+            _file_uri(path, "mode=ro&immutable=1"), uri=True, isolation_level=None
+        )
         try:
             if layout == "classic" or classic.is_classic(conn):
-                return conn
+                return conn, "mode=ro&immutable=1", False
         except sqlite3.Error:
             pass  # not a database: the usual path says so
         conn.close()
-    return sqlite3.connect(uri, uri=True, isolation_level=None)
+    conn = sqlite3.connect(_file_uri(path, "mode=ro"), uri=True, isolation_level=None)
+    return conn, "mode=ro", quiet
 
 
 def _classic_layout(

@@ -10,6 +10,8 @@ reads the rolled-up minutes, so the read side can tell "no beats" from "pruned t
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -18,6 +20,7 @@ from tqdm.auto import tqdm
 from .._time import parse_duration
 from ..errors import UnsupportedError
 from ..read.rollups import (
+    META_HEARTBEAT_BATCHES,
     META_HEARTBEATS_PRUNED_BEFORE,
     META_TASKS_PRUNED_BEFORE,
     has_table,
@@ -93,49 +96,66 @@ def _progress_bar(enabled: bool, total: int, desc: str) -> Any:
 
 
 # -- prune --------------------------------------------------------------------------------
-def _rollup_batch(db: Store, cutoff: float, batch: int) -> tuple[int, int]:
-    """Roll up and delete the oldest `batch` heartbeats before `cutoff`, in one transaction."""
+def _rollup_batch(db: Store, cutoff: float, batch: int) -> tuple[int, int, float]:
+    """Roll up and delete the oldest heartbeats before `cutoff`, in one transaction.
+
+    The batch ends at a moment, the horizon it records in the same transaction: every
+    beat before it is rolled up, every beat at or after it is raw. Readers that trust the
+    horizon therefore see each beat once at every commit, whatever happens to the rest of
+    the prune. Returns the beats moved, the rollup rows written and that horizon.
+    """
+    select = "SELECT rowid, worker_key, at, task_id FROM heartbeats"
     with db.transaction("roll up old heartbeats") as conn:
+        # One row more than the batch says where the next batch starts.
         rows = conn.execute(
-            "SELECT rowid, worker_key, at, task_id FROM heartbeats WHERE at < ?"
-            " ORDER BY at, rowid LIMIT ?",
-            (cutoff, batch),
+            select + " WHERE at < ? ORDER BY at, rowid LIMIT ?", (cutoff, batch + 1)
         ).fetchall()
-        if not rows:
-            return 0, 0
-        # (worker, minute) -> [beats, first_at, last_at, last_task_id]; rows come in time
-        # order, so the last row seen for a bucket carries its last task.
+        boundary = cutoff
+        if len(rows) > batch:
+            boundary = float(rows[batch][2])
+            rows = [row for row in rows[:batch] if row[2] < boundary]
+            if not rows:
+                # More than `batch` beats share the oldest moment: move all of them, so
+                # the horizon never splits beats that happened at the same time.
+                rows = conn.execute(select + " WHERE at = ? ORDER BY rowid", (boundary,)).fetchall()
+                boundary = math.nextafter(boundary, math.inf)
         buckets: dict[tuple[int, int], list[Any]] = {}
-        for _rowid, key, at, task_id in rows:
-            minute = int(minute_floor(at))
-            bucket = buckets.get((key, minute))
-            if bucket is None:
-                buckets[(key, minute)] = [1, at, at, task_id]
-            else:
-                bucket[0] += 1
-                bucket[2] = at
-                bucket[3] = task_id
-        conn.executemany(
-            "INSERT INTO heartbeat_rollups"
-            " (worker_key, minute, beats, first_at, last_at, last_task_id)"
-            " VALUES (?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (worker_key, minute) DO UPDATE SET"
-            # Existing columns are qualified: PostgreSQL finds them ambiguous otherwise.
-            "  beats = heartbeat_rollups.beats + excluded.beats,"
-            "  first_at = min(heartbeat_rollups.first_at, excluded.first_at),"
-            "  last_task_id = CASE WHEN excluded.last_at >= heartbeat_rollups.last_at"
-            "   THEN excluded.last_task_id ELSE heartbeat_rollups.last_task_id END,"
-            "  last_at = max(heartbeat_rollups.last_at, excluded.last_at)",
-            [(key, minute, *values) for (key, minute), values in buckets.items()],
-        )
-        _last_rowid, _key, last_at, _task = rows[-1]
-        deleted = conn.execute(
-            "DELETE FROM heartbeats WHERE at < ?1 AND (at < ?2 OR (at = ?2 AND rowid <= ?3))",
-            (cutoff, last_at, rows[-1][0]),
-        ).rowcount
-        if deleted != len(rows):  # pragma: no cover - the transaction holds the write lock
-            raise RuntimeError(f"rolled up {len(rows)} heartbeats but deleted {deleted}")
-        return len(rows), len(buckets)
+        if rows:
+            # (worker, minute) -> [beats, first_at, last_at, last_task_id]; rows come in
+            # time order, so the last row seen for a bucket carries its last task.
+            for _rowid, key, at, task_id in rows:
+                minute = int(minute_floor(at))
+                bucket = buckets.get((key, minute))
+                if bucket is None:
+                    buckets[(key, minute)] = [1, at, at, task_id]
+                else:
+                    bucket[0] += 1
+                    bucket[2] = at
+                    bucket[3] = task_id
+            conn.executemany(
+                "INSERT INTO heartbeat_rollups"
+                " (worker_key, minute, beats, first_at, last_at, last_task_id)"
+                " VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (worker_key, minute) DO UPDATE SET"
+                # Existing columns are qualified: PostgreSQL finds them ambiguous otherwise.
+                "  beats = heartbeat_rollups.beats + excluded.beats,"
+                "  first_at = min(heartbeat_rollups.first_at, excluded.first_at),"
+                "  last_task_id = CASE WHEN excluded.last_at >= heartbeat_rollups.last_at"
+                "   THEN excluded.last_task_id ELSE heartbeat_rollups.last_task_id END,"
+                "  last_at = max(heartbeat_rollups.last_at, excluded.last_at)",
+                [(key, minute, *values) for (key, minute), values in buckets.items()],
+            )
+            deleted = conn.execute("DELETE FROM heartbeats WHERE at < ?", (boundary,)).rowcount
+            if deleted != len(rows):  # pragma: no cover - the transaction holds the write lock
+                raise RuntimeError(f"rolled up {len(rows)} heartbeats but deleted {deleted}")
+            # Readers compare this counter before and after a read (see stable_read).
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, 1)"
+                " ON CONFLICT (key) DO UPDATE SET value = meta.value + 1",
+                (META_HEARTBEAT_BATCHES,),
+            )
+        _set_horizon(conn, META_HEARTBEATS_PRUNED_BEFORE, boundary)
+        return len(rows), len(buckets), boundary
 
 
 def _prune_tasks_batch(db: Store, cutoff: float, batch: int) -> tuple[int, int]:
@@ -156,15 +176,14 @@ def _prune_tasks_batch(db: Store, cutoff: float, batch: int) -> tuple[int, int]:
         return tasks, attempts
 
 
-def _set_horizon(db: Store, key: str, value: float) -> None:
+def _set_horizon(conn: Any, key: str, value: float) -> None:
     # The horizon only moves forward: a later prune with a longer `keep` cannot bring
-    # back beats that are already minutes.
-    with db.transaction(f"record {key}") as conn:
-        conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?, ?)"
-            " ON CONFLICT (key) DO UPDATE SET value = max(meta.value, excluded.value)",
-            (key, value),
-        )
+    # back beats that are already minutes. Runs inside the caller's transaction.
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = max(meta.value, excluded.value)",
+        (key, value),
+    )
 
 
 def prune(
@@ -175,20 +194,26 @@ def prune(
     finished_keep: Any = None,
     batch: int = 5000,
     progress: bool = False,
+    on_batch: Callable[[int, float], Any] | None = None,
 ) -> PruneResult:
     """Roll up heartbeats older than `keep` into per-minute rows, then delete them.
 
     Each heartbeat before the cutoff (``now - keep``, aligned down to a whole minute) is
     folded into ``heartbeat_rollups``, one row per worker and minute holding the number
     of beats, the first and last beat and the task id of the last beat, and deleted
-    from ``heartbeats``. Work is done in transactions of at most `batch` rows, so
-    writers wait for the lock at most one batch at a time. Rollups merge: running again
-    after more beats aged out adds to the existing rows (sums of beats, min of first,
-    max of last), and running twice with the same `now` changes nothing the second time.
+    from ``heartbeats``. Work is done in transactions of at most `batch` rows (more only
+    when more than `batch` beats share one moment), so writers wait for the lock at most
+    one batch at a time. Rollups merge: running again after more beats aged out adds to
+    the existing rows (sums of beats, min of first, max of last), and running twice with
+    the same `now` changes nothing the second time.
 
-    Worker rows keep ``last_heartbeat_at``, so liveness "now" is unaffected. The cutoff is
-    recorded in the ``meta`` table (see :func:`raw_history_starts_at`) and only moves
-    forward.
+    Beats are rolled up oldest first, and each batch records how far it got (the horizon,
+    see :func:`raw_history_starts_at`) in the same transaction that moves its beats. So
+    at every moment of a prune, and after one that was killed or failed part way, the
+    raw beats and the rollups together hold every beat exactly once, and readers see
+    them all; running `prune` again finishes the job. The horizon only moves forward and
+    ends at the cutoff. Worker rows keep ``last_heartbeat_at``, so liveness "now" is
+    unaffected.
 
     Parameters
     ----------
@@ -206,6 +231,11 @@ def prune(
         Rows per transaction.
     progress : bool, default False
         Show a progress bar.
+    on_batch : callable, optional
+        Called after each committed batch of heartbeats as ``on_batch(rolled, horizon)``:
+        the beats rolled up so far and the horizon (epoch seconds) now recorded. An
+        exception it raises stops the prune and propagates; the batches committed so far
+        stay, and the store stays consistent.
 
     Returns
     -------
@@ -233,6 +263,8 @@ def prune(
     batch = _check_batch(batch)
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be a bool, not {type(progress).__name__}")
+    if on_batch is not None and not callable(on_batch):
+        raise TypeError(f"on_batch must be callable, not {type(on_batch).__name__}")
     db.require_writable("prune the store")
     _require_rollups(db, "prune heartbeats")
     at = db.resolve_now(now)
@@ -245,19 +277,19 @@ def prune(
     rolled = rollup_rows = transactions = 0
     try:
         while True:
-            n, buckets = _rollup_batch(db, cutoff, batch)
+            n, buckets, reached = _rollup_batch(db, cutoff, batch)
             transactions += 1
-            if n == 0:
-                break
             rolled += n
             rollup_rows += buckets
-            if bar is not None:
+            if bar is not None and n:
                 bar.update(n)
+            if on_batch is not None:
+                on_batch(rolled, reached)
+            if reached >= cutoff:  # every beat before the cutoff is rolled up
+                break
     finally:
         if bar is not None:
             bar.close()
-    _set_horizon(db, META_HEARTBEATS_PRUNED_BEFORE, cutoff)
-    transactions += 1
 
     finished_cutoff = None
     tasks_deleted = attempts_deleted = 0
@@ -270,7 +302,8 @@ def prune(
                 break
             tasks_deleted += n_tasks
             attempts_deleted += n_attempts
-        _set_horizon(db, META_TASKS_PRUNED_BEFORE, finished_cutoff)
+        with db.transaction(f"record {META_TASKS_PRUNED_BEFORE}") as conn:
+            _set_horizon(conn, META_TASKS_PRUNED_BEFORE, finished_cutoff)
         transactions += 1
     return PruneResult(
         cutoff=cutoff,

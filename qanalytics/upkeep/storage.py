@@ -12,8 +12,18 @@ import sqlite3
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
-from ..read.rollups import as_timestamp, raw_history_starts_at
+from ..read.rollups import (
+    META_HEARTBEAT_BATCHES,
+    META_HEARTBEATS_PRUNED_BEFORE,
+    META_TASKS_PRUNED_BEFORE,
+    ROLLUP_SECONDS,
+    as_timestamp,
+    has_table,
+    meta_get,
+    raw_history_starts_at,
+)
 from ..store import Store
+from ..store.schema import OUTCOMES, TASK_STATUSES, WORKER_EVENTS
 
 __all__ = [
     "CHECKPOINT_MODES",
@@ -247,13 +257,176 @@ _INVARIANTS: tuple[tuple[str, str], ...] = (
 )
 
 
+# Columns whose values come from a fixed list: (table, column, allowed, nullable).
+_LISTED: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
+    ("tasks", "status", TASK_STATUSES, False),
+    ("attempts", "outcome", OUTCOMES, True),
+    ("worker_events", "event", WORKER_EVENTS, False),
+)
+
+
+
+# Epoch-second columns: (table, column, nullable).
+_TIMES: tuple[tuple[str, str, bool], ...] = (
+    ("workers", "registered_at", False),
+    ("workers", "last_heartbeat_at", True),
+    ("workers", "removed_at", True),
+    ("worker_events", "at", False),
+    ("heartbeats", "at", False),
+    ("tasks", "created_at", False),
+    ("tasks", "run_after", False),
+    ("tasks", "started_at", True),
+    ("tasks", "finished_at", True),
+    ("tasks", "lease_until", True),
+    ("attempts", "claimed_at", False),
+    ("attempts", "finished_at", True),
+    ("heartbeat_rollups", "minute", False),
+    ("heartbeat_rollups", "first_at", False),
+    ("heartbeat_rollups", "last_at", False),
+)
+
+
+
+# The schema's other CHECK constraints: (table, condition every row must meet).
+_BOUNDS: tuple[tuple[str, str], ...] = (
+    ("tasks", "attempts >= 0"),
+    ("tasks", "max_attempts >= 1"),
+    ("attempts", "attempt >= 1"),
+    ("heartbeat_rollups", "beats >= 1"),
+    ("heartbeat_rollups", "last_at >= first_at"),
+)
+
+
+
+def _rows(n: int) -> str:
+    return f"{n:,} row{'' if n == 1 else 's'}"
+
+
+
+def _constraint_problems(db: Store) -> list[str]:
+    """The schema's CHECK constraints and column types, queried row by row.
+
+    A read-only SQLite connection skips CHECK constraints in ``PRAGMA integrity_check``,
+    and SQLite's flexible typing lets any connection store text in a REAL column, so
+    both are checked explicitly. Table and column names come from the constants above.
+    """
+    tables = {
+        str(r[0])
+        for r in db.query(
+            "SELECT name FROM sqlite_master WHERE type = 'table'", action="list tables"
+        )
+    }
+    problems: list[str] = []
+
+    def count(table: str, where: str, shown: str, params: tuple[Any, ...] = ()) -> tuple[int, Any]:
+        # The rows of `table` that match `where`, and the least of `shown` among them.
+        n, example = db.query(
+            f"SELECT count(*), min(quote({shown})) FROM {_quote(table)} WHERE {where}",
+            params,
+            action=f"check the values in {table}",
+        )[0]
+        return int(n), example
+
+    for table, column, allowed, nullable in _LISTED:
+        if table not in tables:
+            continue
+        where = f"{_quote(column)} NOT IN ({', '.join('?' * len(allowed))})"
+        if not nullable:
+            where = f"({where} OR {_quote(column)} IS NULL)"
+        n, example = count(table, where, _quote(column), allowed)
+        if n:
+            problems.append(
+                f"{table}: {_rows(n)} with {column} outside {', '.join(allowed)}"
+                f" (for example {example})"
+            )
+    for table, column, nullable in _TIMES:
+        if table not in tables:
+            continue
+        kinds = "'real', 'integer', 'null'" if nullable else "'real', 'integer'"
+        where = f"typeof({_quote(column)}) NOT IN ({kinds})"
+        n, example = count(table, where, _quote(column))
+        if n:
+            problems.append(
+                f"{table}: {_rows(n)} with {column} not a number of epoch seconds"
+                f" (for example {example})"
+            )
+    for table, rule in _BOUNDS:
+        if table not in tables:
+            continue
+        n, _example = count(table, f"NOT ({rule})", "NULL")
+        if n:
+            problems.append(f"{table}: {_rows(n)} failing {rule}")
+    if "meta" in tables:
+        keys = (META_HEARTBEATS_PRUNED_BEFORE, META_TASKS_PRUNED_BEFORE, META_HEARTBEAT_BATCHES)
+        for key, value in db.query(
+            "SELECT key, quote(value) FROM meta WHERE key IN (?, ?, ?)"
+            " AND typeof(value) NOT IN ('real', 'integer')",
+            keys,
+            action="check the values in meta",
+        ):
+            problems.append(f"meta: {key} is {value}, not a number")
+    return problems
+
+
+
+def _rollup_problems(db: Store) -> list[str]:
+    """Rollups that readers would miscount: outside their minute, or past the horizon."""
+    if not (has_table(db, "heartbeat_rollups") and has_table(db, "meta")):
+        return []
+    problems: list[str] = []
+    outside = db.query(
+        "SELECT count(*) FROM heartbeat_rollups"
+        f" WHERE minute % {ROLLUP_SECONDS} <> 0 OR first_at < minute"
+        f" OR last_at >= minute + {ROLLUP_SECONDS} OR (beats = 1 AND first_at <> last_at)",
+        action="check the rollups",
+    )[0][0]
+    if outside:
+        problems.append(f"heartbeat_rollups: {_rows(int(outside))} with beats outside their minute")
+    total = int(db.query("SELECT count(*) FROM heartbeat_rollups", action="count rollups")[0][0])
+    if not total:
+        return problems
+    value = meta_get(db, META_HEARTBEATS_PRUNED_BEFORE)
+    if value is None:
+        problems.append(
+            f"heartbeat_rollups: {_rows(total)} but no horizon ({META_HEARTBEATS_PRUNED_BEFORE}"
+            " in meta), so readers do not see those beats; run prune again to record it"
+        )
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        after = int(
+            db.query(
+                "SELECT count(*) FROM heartbeat_rollups WHERE last_at >= ?",
+                (float(value),),
+                action="check the rollups against the horizon",
+            )[0][0]
+        )
+        if after:
+            problems.append(
+                f"heartbeat_rollups: {_rows(after)} with beats at or after the horizon"
+                f" {_epoch_text(float(value))}, where readers count raw beats only"
+            )
+    return problems
+
+
+
+def _epoch_text(at: float) -> str:
+    stamp = as_timestamp(at)
+    return f"{at!r}" if stamp is None else stamp.isoformat()
+
+
+
 def integrity_check(db: Store, *, invariants: bool = True) -> list[str]:
     """Check the database file and the queue's invariants.
 
-    Runs ``PRAGMA integrity_check`` (every page, index and constraint),
-    ``PRAGMA foreign_key_check`` and, with `invariants`, the queue's own rules: each
-    task's attempt count matches its attempt rows, at most one attempt per task is
-    open, a processing task's latest attempt is open and no finished task has an open one.
+    Runs ``PRAGMA integrity_check`` (every page and index) and
+    ``PRAGMA foreign_key_check``, then queries the schema's rules row by row, because a
+    read-only connection skips CHECK constraints and SQLite stores text in any column:
+    statuses, outcomes and events in their lists, every timestamp a number of epoch
+    seconds (not text), the counts' lower bounds. With `invariants`, also the queue's
+    own rules: each task's attempt count matches its attempt rows, at most one attempt
+    per task is open, a processing task's latest attempt is open and no finished task
+    has an open one; and the retention rules: each rolled-up minute holds beats of that
+    minute only, and a store with rollups records a horizon that every rolled-up beat is
+    before (otherwise readers would miss or double-count those beats).
 
     Parameters
     ----------
@@ -281,10 +454,15 @@ def integrity_check(db: Store, *, invariants: bool = True) -> list[str]:
         problems.append(
             f"foreign key: {table} row {rowid} refers to a missing {parent} row (constraint {fkid})"
         )
-    if invariants and not problems:
+    file_sound = not problems
+    if db.dialect == "sqlite" and db.layout == "native":
+        # PostgreSQL enforces its CHECK constraints and column types on every write.
+        problems.extend(_constraint_problems(db))
+    if invariants and file_sound:
         for template, sql in _INVARIANTS:
             for row in db.query(sql, action="check the queue's invariants"):
                 problems.append(template.format(*row))
+        problems.extend(_rollup_problems(db))
     return problems
 
 

@@ -8,7 +8,6 @@ transactions, so two workers never hold the same task.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,7 +19,7 @@ from .._time import parse_duration, to_datetime, to_epoch
 from ..errors import InvalidTransition, TaskNotFound, WorkerNotFound
 from ..state import STALE_AFTER_S, state_sql
 from ..store import Store
-from .workers import check_worker_id, encode_json
+from .workers import check_worker_id, decode_json, encode_json
 
 __all__ = [
     "Orphan",
@@ -112,7 +111,7 @@ def _task_from_row(row: tuple[Any, ...]) -> Task:
         type=type_,
         status=status,
         priority=priority,
-        payload=None if payload is None else json.loads(payload),
+        payload=None if payload is None else decode_json(payload),
         attempts=attempts,
         max_attempts=max_attempts,
         created_at=to_datetime(created_at),

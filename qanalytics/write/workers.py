@@ -22,6 +22,7 @@ from ..store.base import Connection
 
 __all__ = [
     "MAX_ID_LENGTH",
+    "MAX_JSON_DEPTH",
     "Worker",
     "check_worker_id",
     "classify",
@@ -34,6 +35,8 @@ __all__ = [
 
 #: The longest worker id or task type accepted, in characters.
 MAX_ID_LENGTH = 200
+#: The deepest nesting of dicts and lists accepted in capabilities and payloads.
+MAX_JSON_DEPTH = 64
 
 
 
@@ -127,6 +130,65 @@ def check_worker_id(value: Any, *, name: str = "worker_id") -> str:
     return value
 
 
+def json_depth(value: Any, *, limit: int = MAX_JSON_DEPTH) -> int:
+    """How deeply dicts, lists and tuples nest in `value`, without recursion.
+
+    Parameters
+    ----------
+    value : Any
+    limit : int, default MAX_JSON_DEPTH
+        Stop counting once the depth exceeds this (so the walk stays short).
+
+    Returns
+    -------
+    int
+        0 for a scalar, 1 for a flat container, ...; at most ``limit + 1``. A container
+        that contains itself is not followed into again.
+    """
+    if not isinstance(value, (Mapping, list, tuple)):
+        return 0
+
+    def children(container: Any) -> Any:
+        return iter(container.values() if isinstance(container, Mapping) else container)
+
+    stack = [children(value)]
+    path = [id(value)]
+    deepest = 1
+    while stack:
+        child = next(stack[-1], stack)  # the stack itself marks the end
+        if child is stack:
+            stack.pop()
+            path.pop()
+        elif isinstance(child, (Mapping, list, tuple)) and id(child) not in path:
+            stack.append(children(child))
+            path.append(id(child))
+            deepest = max(deepest, len(stack))
+            if deepest > limit:
+                break
+    return deepest
+
+
+def decode_json(text: str) -> Any:
+    """Parse stored JSON text; text that cannot be parsed is returned as it is.
+
+    A store written by qanalytics holds only valid JSON no deeper than
+    :data:`MAX_JSON_DEPTH`, but a file written by other means may hold anything: a value
+    malformed or nested too deeply for the parser reads as its text instead of failing.
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    Any
+    """
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError, RecursionError):
+        return text
+
+
 def encode_json(value: Any, *, name: str, require_dict: bool = False) -> str:
     """Serialise a value as JSON text, or raise a clear error.
 
@@ -150,6 +212,11 @@ def encode_json(value: Any, *, name: str, require_dict: bool = False) -> str:
             if not isinstance(key, str):
                 raise TypeError(f"{name} keys must be strings, got {key!r}")
         value = dict(value)
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise ValueError(
+            f"{name} is nested more than {MAX_JSON_DEPTH} levels deep; at most "
+            f"{MAX_JSON_DEPTH} levels of dicts and lists are allowed"
+        )
     try:
         text = json.dumps(value, allow_nan=False, ensure_ascii=False, sort_keys=require_dict)
         text.encode("utf-8")
@@ -163,7 +230,7 @@ def encode_json(value: Any, *, name: str, require_dict: bool = False) -> str:
 def _decode_capabilities(text: str | None) -> dict[str, Any]:
     if not text:
         return {}
-    value = json.loads(text)
+    value = decode_json(text)
     return value if isinstance(value, dict) else {"value": value}
 
 
