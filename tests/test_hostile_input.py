@@ -27,8 +27,8 @@ from prometheus_client.parser import text_string_to_metric_families
 import qanalytics as qa
 from qanalytics import capacity
 from qanalytics.cli import emit_frame, main, prometheus_text, safe_text
-from qanalytics.write.workers import MAX_JSON_DEPTH
 from qanalytics.report import notebook as rpt
+from qanalytics.write.workers import MAX_JSON_DEPTH
 
 T0 = 1_700_000_000.0
 NOW = T0 + 600
