@@ -165,15 +165,35 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _csv_cell(value: Any) -> Any:
-    """A cell for CSV: text that a spreadsheet would run as a formula gets a leading ``'``."""
-    if isinstance(value, (bool, np.bool_, int, float, np.integer, np.floating)):
+    """A cell for CSV: text that a spreadsheet would run as a formula gets a leading ``'``.
+
+    Booleans are ``true``/``false``; a list of plain values is its items joined by ``;``
+    (``10770;10771``); mappings, nested lists and lists of text holding ``;`` stay JSON.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, np.integer, np.floating)):
         return value  # a number, negative or not, is data: keep it a number
-    text = value if isinstance(value, str) else nested_text(value, table=False)
+    if (
+        isinstance(value, (list, tuple, np.ndarray))
+        and json_depth(value) <= MAX_JSON_DEPTH
+        and all(isinstance(v, (str, int, float, np.integer, np.floating)) for v in value)
+        and not any(isinstance(v, (bool, np.bool_)) for v in value)
+        and not any(isinstance(v, str) and ";" in v for v in value)
+    ):
+        text = ";".join(str(plain(v)) for v in value)
+    else:
+        text = value if isinstance(value, str) else nested_text(value, table=False)
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def frame_csv(frame: pd.DataFrame) -> str:
-    """A frame as CSV text: ISO 8601 timestamps (UTC), nested values as JSON.
+    """A frame as CSV text for spreadsheets and other tools.
+
+    Timestamps are ISO 8601 (UTC); numbers stay numbers; booleans are ``true`` and
+    ``false``; a list of plain values (the task ids an outage held) is its items joined
+    by ``;`` (``10770;10771``, empty for none); mappings and nested lists are JSON; text
+    a spreadsheet would run as a formula starts with ``'``.
 
     Parameters
     ----------
@@ -189,6 +209,12 @@ def frame_csv(frame: pd.DataFrame) -> str:
         col = data[name]
         if isinstance(col.dtype, pd.DatetimeTZDtype):
             data[name] = iso_text(col)
+        elif pd.api.types.is_bool_dtype(col.dtype):
+            data[name] = pd.Series(
+                [None if is_missing(v) else ("true" if v else "false") for v in col.astype(object)],
+                index=col.index,
+                dtype=object,
+            )
         elif not pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(
             col.dtype
         ):

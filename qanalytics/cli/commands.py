@@ -13,12 +13,21 @@ Exit status: 0 on success; 1 from ``stale`` when a worker is stale and from ``ch
 when it finds a problem; 2 for user errors (no such file, not a queue store, a bad
 duration or argument), reported as one ``Error: ...`` line on stderr, never a traceback.
 
+Tables show durations (``*_s`` columns, ages) as text such as ``45 s`` or ``32 h 26 min``,
+line columns up by display width (East Asian wide characters take two columns) and cut a
+cell wider than :data:`~qanalytics.cli.output.MAX_CELL_WIDTH` columns with ``…``; JSON and
+CSV keep whole values and seconds. A read command asked about "now" warns on stderr when
+the store's last event is more than :data:`OLD_STORE_AFTER_S` ago (a copy, the sample):
+``--now latest`` answers as of that event instead. ``workers``, ``stale`` and ``metrics``
+take ``--watch INTERVAL`` to redraw until Ctrl-C (exit status 0).
+
 Text from the store is untrusted: in tables and messages, control characters (C0, DEL,
 C1), line and paragraph separators and bidirectional controls are shown as escapes
 (``\\n``, ``\\x1b``, ``\\u202e``), so a worker id cannot move the cursor, recolour the
 terminal or reorder a line. In CSV, a text cell starting with ``=``, ``+``, ``-``, ``@``,
 tab or carriage return gets a leading ``'`` so that spreadsheets do not run it as a
-formula; numbers are written as numbers, so ``-1.5`` stays ``-1.5``. A capability value
+formula; numbers are written as numbers, so ``-1.5`` stays ``-1.5``; booleans are
+``true``/``false`` and a list of ids is joined by ``;`` (``10770;10771``). A capability value
 nested more than :data:`~qanalytics.registry.MAX_JSON_DEPTH` levels deep (possible only
 in a store written by other means) is shown as a placeholder.
 """
@@ -26,6 +35,7 @@ in a store written by other means) is shown as a placeholder.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -33,7 +43,7 @@ import click
 import pandas as pd
 
 from .. import report, simulation, upkeep
-from .._time import parse_duration
+from .._time import parse_duration, system_clock
 from .._version import __version__
 from ..errors import QAnalyticsError
 from ..export import plain, prometheus_text, safe_text
@@ -42,7 +52,16 @@ from ..read.common import resolve_window
 from ..state import ACTIVE_WITHIN_S, STALE_AFTER_S
 from ..store import Store, connect
 from ..write import tasks
-from .output import emit_frame, emit_result, epoch_text, flatten, metric_text, render_table
+from .live import watch
+from .output import (
+    emit_frame,
+    emit_result,
+    epoch_text,
+    flatten,
+    human_duration,
+    metric_text,
+    render_table,
+)
 
 __all__ = [
     "EXIT_PROBLEMS",
@@ -58,6 +77,8 @@ EXIT_USER_ERROR = 2
 EXIT_STALE = 1
 #: Exit status of ``qanalytics check`` when the store has a problem.
 EXIT_PROBLEMS = 1
+#: A read command warns when the store's last event is older than this (seconds).
+OLD_STORE_AFTER_S = 86400.0
 
 #: Errors that mean the user asked for something impossible, not that qanalytics broke.
 _USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -89,7 +110,10 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+        except click.exceptions.Exit:
+            _flush_warnings(ctx)  # the command ran: a stale exit status is a result too
+            raise
         except click.UsageError as exc:
             # One "Error: ..." line without the usage banner; the message may quote the
             # offending argument, so it is escaped like any other text.
@@ -97,6 +121,20 @@ class _Group(click.Group):
             raise CLIError(text) from None
         except _USER_ERRORS as exc:
             raise CLIError(_one_line(exc)) from exc
+        _flush_warnings(ctx)
+        return result
+
+
+_WARNINGS = "qanalytics.warnings"
+
+
+def _flush_warnings(ctx: click.Context) -> None:
+    """Print the warnings a command collected, on stderr after its output.
+
+    A command that fails prints only its one ``Error:`` line, never warnings.
+    """
+    for text in dict.fromkeys(ctx.meta.pop(_WARNINGS, [])):
+        click.echo(f"Warning: {text}", err=True)
 
 
 class _Duration(click.ParamType):
@@ -108,13 +146,46 @@ class _Duration(click.ParamType):
         if isinstance(value, float):
             return value
         option = param.opts[0] if param is not None and param.opts else "duration"
+        _refuse_negative(value, option)
         try:
             return parse_duration(value, name=option)
         except (ValueError, TypeError) as exc:
             raise CLIError(_one_line(exc)) from None
 
 
+def _refuse_negative(value: Any, option: str) -> None:
+    """A signed duration (``-5m``, ``-1``) gets "must be positive", not "not a duration"."""
+    text = str(value).strip()
+    if not text.startswith("-"):
+        return
+    try:
+        parse_duration(text[1:], name=option)
+    except (ValueError, TypeError):
+        return
+    raise CLIError(
+        f"{option}={safe_text(text)!r} must be positive: a duration is written without a "
+        f"sign, e.g. {safe_text(text[1:])!r}"
+    )
+
+
+class _Time(click.ParamType):
+    """A timestamp (ISO 8601, epoch seconds) or a duration back from now (``24h``)."""
+
+    name = "time"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        option = param.opts[0] if param is not None and param.opts else "time"
+        try:
+            float(value)
+        except ValueError:  # not epoch seconds: a signed duration is refused here
+            _refuse_negative(value, option)
+        return value
+
+
 DURATION = _Duration()
+TIME = _Time()
 
 _FORMATS = ("table", "json", "csv")
 _TIME_HELP = "A timestamp (ISO 8601 or epoch seconds) or a duration back from now ('24h')."
@@ -170,12 +241,67 @@ def _require_path(db_path: str | None) -> str:
     return db_path
 
 
-def _open(db_path: str | None, *, readonly: bool = True) -> Store:
+_NOT_ASKED = object()
+
+
+def _open(db_path: str | None, *, readonly: bool = True, now: Any = _NOT_ASKED) -> Store:
+    """Open the store; a read command passes its ``--now`` to be warned about an old file."""
     path = _require_path(db_path)
     if not readonly:
         # A writer would create a missing file; check it is an existing store first.
         connect(path, readonly=True).close()
-    return connect(path, readonly=readonly)
+    db = connect(path, readonly=readonly)
+    if now is None:
+        try:
+            _warn_if_old(db)
+        except BaseException:
+            db.close()
+            raise
+    return db
+
+
+def _warn_if_old(db: Store) -> None:
+    """Warn on stderr, after the output, when the store's last event is long past."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or ctx.meta.get("qanalytics.checked_age"):
+        return
+    ctx.meta["qanalytics.checked_age"] = True  # once per run, also under --watch
+    latest = db.latest_event_at()
+    if latest is None or db.now() - latest <= OLD_STORE_AFTER_S:
+        return
+    ctx.meta.setdefault(_WARNINGS, []).append(
+        f"the store's last event was at {epoch_text(latest)} UTC, "
+        f"{human_duration(db.now() - latest)} ago; pass --now latest to answer as of then."
+    )
+
+
+def _watch_option(f: F) -> F:
+    return click.option(
+        "--watch",
+        "watch_every",
+        type=DURATION,
+        default=None,
+        metavar="INTERVAL",
+        help="Redraw every INTERVAL ('2s', '1min') until Ctrl-C.",
+    )(f)
+
+
+def _watched(ctx: click.Context, every: float | None, title: str, render: Callable[[], Any]) -> Any:
+    """Run `render` once, or every `every` seconds until Ctrl-C (then exit status 0).
+
+    Tests pass ``obj={"sleep": ..., "clock": ...}`` to the command to drive the loop.
+    """
+    if every is None:
+        return render()
+    obj = ctx.find_object(dict) or {}
+    watch(
+        render,
+        every,
+        title=title,
+        sleep=obj.get("sleep", time.sleep),
+        clock=obj.get("clock", system_clock),
+    )
+    return None
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -188,7 +314,8 @@ def main() -> None:
 
     Every command reads the store named by --db (or QANALYTICS_DB) read-only, except
     requeue-orphans, simulate, prune, vacuum and checkpoint. Exit status 2 means a user
-    error (printed as one line).
+    error (printed as one line). Tables show durations as text ('32 h 26 min'); JSON and
+    CSV keep seconds.
     """
 
 
@@ -203,19 +330,31 @@ def main() -> None:
 @click.option("--include-removed", is_flag=True, help="Also list removed workers.")
 @_format_option()
 @_now_option
+@_watch_option
+@click.pass_context
 def workers_command(
-    db_path: str | None, state: str | None, include_removed: bool, fmt: str, now: str | None
+    ctx: click.Context,
+    db_path: str | None,
+    state: str | None,
+    include_removed: bool,
+    fmt: str,
+    now: str | None,
+    watch_every: float | None,
 ) -> None:
     """The fleet: one row per worker with its state, last heartbeat and current task."""
-    with _open(db_path) as db:
-        frame = frames.workers(
-            db, now=_time_arg(now), include_removed=include_removed or state == "removed"
-        )
-    if state is not None:
-        frame = frame[frame["state"] == state].reset_index(drop=True)
-    if fmt == "table" and any(str(c).startswith("cap_") for c in frame.columns):
-        frame = frame.drop(columns="capabilities")  # the cap_<key> columns say the same
-    emit_frame(frame, fmt, empty="No workers.")
+
+    def render() -> None:
+        with _open(db_path, now=now) as db:
+            frame = frames.workers(
+                db, now=_time_arg(now), include_removed=include_removed or state == "removed"
+            )
+        if state is not None:
+            frame = frame[frame["state"] == state].reset_index(drop=True)
+        if fmt == "table" and any(str(c).startswith("cap_") for c in frame.columns):
+            frame = frame.drop(columns="capabilities")  # the cap_<key> columns say the same
+        emit_frame(frame, fmt, empty="No workers.")
+
+    _watched(ctx, watch_every, "qanalytics workers", render)
 
 
 @main.command("stale", short_help="Stale workers and their tasks; exit 1 if any.")
@@ -229,36 +368,48 @@ def workers_command(
 )
 @_format_option()
 @_now_option
+@_watch_option
 @click.pass_context
 def stale_command(
-    ctx: click.Context, db_path: str | None, threshold: float, fmt: str, now: str | None
+    ctx: click.Context,
+    db_path: str | None,
+    threshold: float,
+    fmt: str,
+    now: str | None,
+    watch_every: float | None,
 ) -> None:
     """Stale workers and the tasks they hold; exit status 1 when any worker is stale.
 
     The output is printed either way, so cron jobs and alerting can use the exit status
-    and still show what was found.
+    and still show what was found. With --watch the exit status is 0 (Ctrl-C ends it).
     """
-    with _open(db_path) as db:
-        # Late sits between active and stale, so the active bound must not exceed the stale one.
-        active_within = min(ACTIVE_WITHIN_S, threshold)
-        frame = frames.workers(
-            db, now=_time_arg(now), active_within=active_within, stale_after=threshold
-        )
-    stale = frame.loc[
-        frame["state"] == "stale",
-        ["worker_id", "last_heartbeat_at", "since_heartbeat_s", "current_task_id"],
-    ].reset_index(drop=True)
-    if fmt == "table" and not stale.empty:
-        click.echo(f"{len(stale)} stale worker(s), silent for more than {threshold:g}s:")
-    emit_frame(stale, fmt, empty=f"No stale workers (threshold {threshold:g}s).")
-    if not stale.empty:
+
+    def render() -> bool:
+        with _open(db_path, now=now) as db:
+            # Late sits between active and stale, so the active bound must not exceed the
+            # stale one.
+            active_within = min(ACTIVE_WITHIN_S, threshold)
+            frame = frames.workers(
+                db, now=_time_arg(now), active_within=active_within, stale_after=threshold
+            )
+        stale = frame.loc[
+            frame["state"] == "stale",
+            ["worker_id", "last_heartbeat_at", "since_heartbeat_s", "current_task_id"],
+        ].reset_index(drop=True)
+        limit = human_duration(threshold)
+        if fmt == "table" and not stale.empty:
+            click.echo(f"{len(stale)} stale worker(s), silent for more than {limit}:")
+        emit_frame(stale, fmt, empty=f"No stale workers (threshold {limit}).")
+        return not stale.empty
+
+    if _watched(ctx, watch_every, "qanalytics stale", render):
         ctx.exit(EXIT_STALE)
 
 
 @main.command("outages", short_help="Heartbeat silences and the tasks held.")
 @_db_option
-@click.option("--since", default="24h", show_default=True, help=_TIME_HELP)
-@click.option("--until", default=None, help=_TIME_HELP)
+@click.option("--since", type=TIME, default="24h", show_default=True, help=_TIME_HELP)
+@click.option("--until", type=TIME, default=None, help=_TIME_HELP)
 @click.option(
     "--min-gap",
     type=DURATION,
@@ -280,7 +431,7 @@ def outages_command(
     Every outage overlapping the window is listed whole: one that started before the
     window (a worker silent since long ago) shows its true start.
     """
-    with _open(db_path) as db:
+    with _open(db_path, now=now) as db:
         lo, hi, at = resolve_window(db, _time_arg(since), _time_arg(until), _time_arg(now))
         frame = liveness.outages(db, min_gap=min_gap, since=lo, until=hi, now=at)
     span = f"{_moment(lo) if lo is not None else 'the first beat'} and {_moment(hi)}"
@@ -303,25 +454,33 @@ def _moment(at: float) -> str:
 @_db_option
 @_format_option(("table", "json", "prometheus"))
 @_now_option
-def metrics_command(db_path: str | None, fmt: str, now: str | None) -> None:
+@_watch_option
+@click.pass_context
+def metrics_command(
+    ctx: click.Context, db_path: str | None, fmt: str, now: str | None, watch_every: float | None
+) -> None:
     """The queue's health now: depth by status and type, oldest task, success rate, workers.
 
     --format prometheus writes the Prometheus text exposition format, for a textfile
     collector or a scrape endpoint.
     """
-    with _open(db_path) as db:
-        metrics = snapshot.queue_metrics(db, now=_time_arg(now))
-    if fmt == "prometheus":
-        click.echo(prometheus_text(metrics), nl=False)
-    elif fmt == "json":
-        click.echo(json.dumps(plain(metrics), indent=2))
-    else:
-        rows = flatten(metrics)
-        cells = {
-            "metric": [name for name, _ in rows],
-            "value": [metric_text(value) for _, value in rows],
-        }
-        click.echo(render_table(cells, right=["value"]))
+
+    def render() -> None:
+        with _open(db_path, now=now) as db:
+            metrics = snapshot.queue_metrics(db, now=_time_arg(now))
+        if fmt == "prometheus":
+            click.echo(prometheus_text(metrics), nl=False)
+        elif fmt == "json":
+            click.echo(json.dumps(plain(metrics), indent=2))
+        else:
+            rows = flatten(metrics)
+            cells = {
+                "metric": [name for name, _ in rows],
+                "value": [metric_text(value, name) for name, value in rows],
+            }
+            click.echo(render_table(cells, right=["value"]))
+
+    _watched(ctx, watch_every, "qanalytics metrics", render)
 
 
 @main.command("success-rate", short_help="Success rate over time with Wilson intervals.")
@@ -333,8 +492,8 @@ def metrics_command(db_path: str | None, fmt: str, now: str | None) -> None:
     multiple=True,
     help="Group by task type and/or worker (repeatable).",
 )
-@click.option("--since", default="7d", show_default=True, help=_TIME_HELP)
-@click.option("--until", default=None, help=_TIME_HELP)
+@click.option("--since", type=TIME, default="7d", show_default=True, help=_TIME_HELP)
+@click.option("--until", type=TIME, default=None, help=_TIME_HELP)
 @click.option(
     "--level",
     type=click.Choice(["task", "attempt"]),
@@ -364,7 +523,7 @@ def success_rate_command(
 ) -> None:
     """Success rate per time bucket, with Wilson confidence intervals."""
     group: str | list[str] | None = None if not by else (by[0] if len(by) == 1 else list(by))
-    with _open(db_path) as db:
+    with _open(db_path, now=now) as db:
         frame = trends.success_rate(
             db,
             freq=freq,
@@ -408,8 +567,9 @@ def requeue_orphans_command(
 ) -> None:
     """Put tasks held by stale or removed workers (or with expired leases) back in the queue.
 
-    The one command that writes. A task out of attempts ends failed instead of queued.
-    With --dry-run the store is opened read-only and nothing changes.
+    This writes to the store (as do simulate, prune, vacuum and checkpoint). A task out of
+    attempts ends failed instead of queued. With --dry-run the store is opened read-only
+    and nothing changes.
     """
     with _open(db_path, readonly=dry_run) as db:
         at = db.resolve_now(_time_arg(now))
@@ -467,7 +627,7 @@ def simulate_command(
 
 @main.command("report", short_help="Write the HTML report for a capacity-planning review.")
 @_db_option
-@click.option("--since", default="7d", show_default=True, help=_TIME_HELP)
+@click.option("--since", type=TIME, default="7d", show_default=True, help=_TIME_HELP)
 @_now_option
 @click.option(
     "-o",

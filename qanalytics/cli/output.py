@@ -1,9 +1,16 @@
-"""How the ``qanalytics`` command prints: aligned tables, JSON and CSV on stdout."""
+"""How the ``qanalytics`` command prints: aligned tables, JSON and CSV on stdout.
+
+Tables are for people: a duration (a ``*_s`` column, an age) reads ``45 s``, ``32 h 26 min``
+or ``3 d 4 h``; columns line up by display width (an East Asian wide character takes two
+columns, a combining mark none); and a cell wider than :data:`MAX_CELL_WIDTH` columns is cut
+with ``…``. JSON and CSV keep every value whole, durations as seconds.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -21,7 +28,96 @@ from ..export import (
     safe_text,
 )
 
-__all__ = ["emit_frame", "emit_result", "epoch_text", "flatten", "metric_text", "render_table"]
+__all__ = [
+    "MAX_CELL_WIDTH",
+    "display_width",
+    "emit_frame",
+    "emit_result",
+    "epoch_text",
+    "flatten",
+    "human_duration",
+    "metric_text",
+    "render_table",
+]
+
+#: The widest a table cell is shown, in terminal columns; longer text ends in ``…``.
+MAX_CELL_WIDTH = 60
+
+_UNITS = (("d", 86400.0), ("h", 3600.0), ("min", 60.0), ("s", 1.0))
+
+
+def human_duration(seconds: float | None) -> str:
+    """A duration as short text for people: ``0.4 s``, ``45 s``, ``32 h 26 min``, ``3 d 4 h``.
+
+    The two largest units are shown (the smaller one left out when it is zero); under ten
+    seconds one decimal is kept. Missing values are empty text.
+
+    Parameters
+    ----------
+    seconds : float or None
+
+    Returns
+    -------
+    str
+    """
+    if seconds is None or math.isnan(seconds):
+        return ""
+    if math.isinf(seconds):
+        return "∞" if seconds > 0 else "-∞"
+    sign = "-" if seconds < 0 else ""
+    left = abs(seconds)
+    if round(left, 1) < 10:
+        return f"{sign}{left:.1f} s"
+    whole = round(left)
+    for i, (unit, size) in enumerate(_UNITS[:-1]):
+        if whole >= size:
+            big, rest = divmod(whole, int(size))
+            small_unit, small_size = _UNITS[i + 1]
+            small = rest // int(small_size)
+            return f"{sign}{big} {unit}" + (f" {small} {small_unit}" if small else "")
+    return f"{sign}{whole} s"
+
+
+def _char_width(char: str) -> int:
+    if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf"):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+
+
+def display_width(text: str) -> int:
+    """How many terminal columns `text` takes: wide East Asian characters count two.
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    int
+    """
+    if text.isascii():
+        return len(text)
+    return sum(_char_width(c) for c in text)
+
+
+def _fit(text: str, width: int) -> str:
+    """`text` cut to at most `width` columns, ending in ``…`` when cut."""
+    if display_width(text) <= width:
+        return text
+    out: list[str] = []
+    used = 0
+    for char in text:
+        w = _char_width(char)
+        if used + w > width - 1:
+            break
+        out.append(char)
+        used += w
+    return "".join(out) + "…"
+
+
+def _pad(text: str, width: int, right: bool) -> str:
+    fill = " " * max(0, width - display_width(text))
+    return fill + text if right else text + fill
 
 
 def _table_cells(frame: pd.DataFrame) -> dict[str, list[str]]:
@@ -31,10 +127,12 @@ def _table_cells(frame: pd.DataFrame) -> dict[str, list[str]]:
         if isinstance(col.dtype, pd.DatetimeTZDtype):
             text = col.dt.tz_convert("UTC").dt.strftime("%Y-%m-%d %H:%M:%S")
             cells[str(name)] = text.where(col.notna(), "").tolist()
-        elif pd.api.types.is_float_dtype(col.dtype):
-            spec = "{:.1f}" if str(name).endswith("_s") else "{:.3f}"
+        elif pd.api.types.is_numeric_dtype(col.dtype) and str(name).endswith("_s"):
             values = col.to_numpy(dtype=float, na_value=np.nan)
-            cells[str(name)] = ["" if math.isnan(v) else spec.format(v) for v in values]
+            cells[str(name)] = [human_duration(v) for v in values]
+        elif pd.api.types.is_float_dtype(col.dtype):
+            values = col.to_numpy(dtype=float, na_value=np.nan)
+            cells[str(name)] = ["" if math.isnan(v) else f"{v:.3f}" for v in values]
         elif col.dtype == object:
             cells[str(name)] = [nested_text(v, table=True) for v in col]
         else:
@@ -42,18 +140,34 @@ def _table_cells(frame: pd.DataFrame) -> dict[str, list[str]]:
     return cells
 
 
-def render_table(cells: Mapping[str, list[str]], right: Iterable[str] = ()) -> str:
-    """Columns of text as an aligned table: numbers flush right, everything else left."""
+def render_table(
+    cells: Mapping[str, list[str]], right: Iterable[str] = (), *, max_width: int = MAX_CELL_WIDTH
+) -> str:
+    """Columns of text as an aligned table: numbers flush right, everything else left.
+
+    Parameters
+    ----------
+    cells : mapping of str to list of str
+        Column title to the column's cells, all columns the same length.
+    right : iterable of str
+        Columns aligned flush right.
+    max_width : int, default MAX_CELL_WIDTH
+        A cell wider than this many terminal columns is cut and ends in ``…``.
+
+    Returns
+    -------
+    str
+        The table, columns aligned by display width, without a final newline.
+    """
     flush_right = set(right)
     columns = []
     for name, raw in cells.items():
         # A newline or an escape sequence inside a cell (task types may hold one) would
         # break the rows apart or drive the terminal.
-        values = [safe_text(text) for text in raw]
+        values = [_fit(safe_text(text), max_width) for text in raw]
         title = safe_text(name)
-        width = max([len(title), *(len(v) for v in values)])
-        align = str.rjust if name in flush_right else str.ljust
-        columns.append([align(text, width) for text in [title, *values]])
+        width = max([display_width(title), *(display_width(v) for v in values)])
+        columns.append([_pad(text, width, name in flush_right) for text in [title, *values]])
     return "\n".join("  ".join(row).rstrip() for row in zip(*columns, strict=True))
 
 
@@ -86,9 +200,13 @@ def emit_frame(frame: pd.DataFrame, fmt: str, *, empty: str = "(no rows)") -> No
         click.echo(render_table(_table_cells(frame), right=_numeric_columns(frame)))
 
 
-def metric_text(value: Any) -> str:
+def metric_text(value: Any, name: str = "") -> str:
+    """One metric's value as table text; a duration (``*_s``, ``*_seconds``) reads as one."""
     if value is None:
         return "none"
+    duration = name.endswith(("_s", "_seconds"))
+    if duration and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return human_duration(float(value))
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
@@ -122,8 +240,8 @@ def emit_result(result: Mapping[str, Any], fmt: str) -> None:
         "value": [
             value.strftime("%Y-%m-%d %H:%M:%S")
             if isinstance(value, pd.Timestamp)
-            else metric_text(value)
-            for _, value in rows
+            else metric_text(value, name)
+            for name, value in rows
         ],
     }
     click.echo(render_table(cells, right=["value"]))

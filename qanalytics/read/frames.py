@@ -309,6 +309,26 @@ def _names(value: Any, name: str, allowed: tuple[str, ...] | None = None) -> lis
     return items
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _task_ids(value: Any) -> list[int] | None:
+    """Validate an ``ids=`` argument: one task id or an iterable of them, as a sorted list."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"ids must be integer task ids, not {type(value).__name__}")
+    items = [value] if isinstance(value, (int, np.integer)) else list(value)
+    out: set[int] = set()
+    for item in items:
+        if isinstance(item, (bool, np.bool_)) or not isinstance(item, (int, np.integer)):
+            raise TypeError(f"ids must be integer task ids, not {item!r}")
+        if not _INT64[0] <= int(item) <= _INT64[1]:
+            raise ValueError(f"ids: {item} is out of range for a task id")
+        out.add(int(item))
+    return sorted(out)
+
+
 _ATTEMPT_COLUMNS = {
     "task_id": "int64",
     "attempt": "int64",
@@ -339,6 +359,7 @@ def tasks(
     since: Any = None,
     until: Any = None,
     now: Any = None,
+    ids: Any = None,
 ) -> pd.DataFrame:
     """One row per task, as it stood at `now`.
 
@@ -356,6 +377,9 @@ def tasks(
     {since_until}
         Tasks created in this window.
     {now}
+    ids : int, iterable of int or None
+        Only these task ids (bound as parameters; ids not in the store are simply absent).
+        A task created after `now` is absent too.
 
     Returns
     -------
@@ -369,13 +393,22 @@ def tasks(
     """
     statuses = _names(status, "status", TASK_STATUSES)
     type_list = _names(types, "types")
+    id_list = _task_ids(ids)
     if db.layout == "classic":  # no per-attempt rows: the classic layout has its own reading
-        return classic.tasks(
+        found = classic.tasks(
             db, status=statuses, types=type_list, since=since, until=until, now=now
         )
+        if id_list is None:
+            return found
+        return found[found["id"].isin(id_list)].reset_index(drop=True)
     lo, hi, at = resolve_window(db, since, until, now)
     wk = worker_keys(db, at)
     where, params = window_where("t.created_at", lo, hi)
+    if id_list is not None:
+        # No ids selects nothing; "IN ()" is not valid SQL everywhere.
+        clause, values = in_list_sql("t.id", id_list) if id_list else ("1 = 0", [])
+        where.append(clause)
+        params.extend(values)
     if type_list is not None:
         clause, values = in_list_sql("t.type", type_list)
         where.append(clause)
