@@ -1,4 +1,5 @@
-"""The ``qanalytics`` command (:mod:`.commands`) and how it prints (:mod:`.output`).
+"""The ``qanalytics`` command (:mod:`.commands`, drill-down in :mod:`.drill`) and how it
+prints (:mod:`.output`).
 
 ``python -m qanalytics`` runs it too.
 """
@@ -6,6 +7,7 @@
 from __future__ import annotations
 
 from ..export import prometheus_text, safe_text
+from . import drill as drill  # registers task, worker and failed on main
 from .commands import EXIT_PROBLEMS, EXIT_STALE, EXIT_USER_ERROR, CLIError, main
 from .output import emit_frame
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 
@@ -51,7 +52,7 @@ def watch(
     """
     if not interval > 0:
         raise ValueError(f"--watch={interval!r} must be greater than zero")
-    tty = click.get_text_stream("stdout").isatty()
+    tty = sys.stdout.isatty()
     drawn = 0
     try:
         while frames is None or drawn < frames:

@@ -37,6 +37,7 @@ __all__ = [
     "flatten",
     "human_duration",
     "metric_text",
+    "record_table",
     "render_table",
 ]
 
@@ -169,6 +170,22 @@ def render_table(
         width = max([display_width(title), *(display_width(v) for v in values)])
         columns.append([_pad(text, width, name in flush_right) for text in [title, *values]])
     return "\n".join("  ".join(row).rstrip() for row in zip(*columns, strict=True))
+
+
+def record_table(frame: pd.DataFrame) -> str:
+    """The first row of a frame as a two-column ``field  value`` table, cells as in tables.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        At least one row; missing values show as empty cells.
+
+    Returns
+    -------
+    str
+    """
+    cells = _table_cells(frame.iloc[:1])
+    return render_table({"field": list(cells), "value": [c[0] for c in cells.values()]})
 
 
 def _numeric_columns(frame: pd.DataFrame) -> list[str]:

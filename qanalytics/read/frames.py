@@ -312,19 +312,19 @@ def _names(value: Any, name: str, allowed: tuple[str, ...] | None = None) -> lis
 _INT64 = (-(2**63), 2**63 - 1)
 
 
-def _task_ids(value: Any) -> list[int] | None:
-    """Validate an ``ids=`` argument: one task id or an iterable of them, as a sorted list."""
+def _task_ids(value: Any, name: str = "ids") -> list[int] | None:
+    """Validate a task-id filter: one task id or an iterable of them, as a sorted list."""
     if value is None:
         return None
     if isinstance(value, (str, bytes)):
-        raise TypeError(f"ids must be integer task ids, not {type(value).__name__}")
+        raise TypeError(f"{name} must be integer task ids, not {type(value).__name__}")
     items = [value] if isinstance(value, (int, np.integer)) else list(value)
     out: set[int] = set()
     for item in items:
         if isinstance(item, (bool, np.bool_)) or not isinstance(item, (int, np.integer)):
-            raise TypeError(f"ids must be integer task ids, not {item!r}")
+            raise TypeError(f"{name} must be integer task ids, not {item!r}")
         if not _INT64[0] <= int(item) <= _INT64[1]:
-            raise ValueError(f"ids: {item} is out of range for a task id")
+            raise ValueError(f"{name}: {item} is out of range for a task id")
         out.add(int(item))
     return sorted(out)
 
@@ -504,6 +504,7 @@ def attempts(
     now: Any = None,
     types: Any = None,
     workers: Any = None,
+    task_ids: Any = None,
 ) -> pd.DataFrame:
     """One row per attempt (claim) of a task, as it stood at `now`.
 
@@ -518,6 +519,8 @@ def attempts(
         Only attempts at tasks of these types.
     workers : str, iterable of str or None
         Only attempts by these workers.
+    task_ids : int, iterable of int or None
+        Only attempts at these tasks (bound as parameters).
 
     Returns
     -------
@@ -530,9 +533,14 @@ def attempts(
     db.require("attempt_history", "attempts()")
     type_list = _names(types, "types")
     names = check_workers(workers)
+    id_list = _task_ids(task_ids, "task_ids")
     lo, hi, at = resolve_window(db, since, until, now)
     wk = worker_keys(db, at)
     where, params = window_where("a.claimed_at", lo, hi)
+    if id_list is not None:
+        clause, values = in_list_sql("a.task_id", id_list) if id_list else ("1 = 0", [])
+        where.append(clause)
+        params.extend(values)
     if names is not None:
         clause, values = in_list_sql("a.worker_key", wk.keys_for(names))
         where.append(clause)
