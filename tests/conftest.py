@@ -10,6 +10,7 @@ SQLite-only behaviour (PRAGMAs, files) are marked ``sqlite_only``.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import os
@@ -17,6 +18,7 @@ import urllib.parse
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import pytest
@@ -35,6 +37,25 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "sqlite_only: the test checks SQLite-specific behaviour (files, PRAGMAs)"
     )
+
+
+def skip_reasons(reports: list[pytest.TestReport]) -> collections.Counter[str]:
+    """How many skipped tests give each reason."""
+    reasons: collections.Counter[str] = collections.Counter()
+    for report in reports:
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reasons[reason.removeprefix("Skipped: ")] += 1
+    return reasons
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One line per skip reason, instead of one per skipping test (see addopts' -r)."""
+    if "s" in terminalreporter.reportchars:  # -rs / -ra asked for every skip: already shown
+        return
+    reasons = skip_reasons(terminalreporter.stats.get("skipped", []))
+    for reason, count in sorted(reasons.items(), key=lambda item: (-item[1], item[0])):
+        terminalreporter.write_line(f"SKIPPED {count} test(s): {reason}", yellow=True)
 
 
 @functools.cache
