@@ -4,67 +4,22 @@ Write side: :func:`connect` a store, :func:`register_worker`, :func:`heartbeat`,
 :func:`enqueue`, :func:`claim`, :func:`complete`, :func:`fail`, :func:`cancel`,
 :func:`requeue_orphans`. Classic API: :class:`QueueMonitoring`. Read side:
 :func:`queue_metrics` and the frame functions.
+
+The names are loaded on first use (from :mod:`qanalytics._api`), so importing the package,
+or running ``qanalytics --help``, does not load pandas.
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import capacity, upkeep
-from ._time import FakeClock, parse_duration
-from ._version import __version__
-from .errors import (
-    InvalidTransition,
-    QAnalyticsError,
-    ReadOnlyError,
-    ReportError,
-    SchemaError,
-    StoreError,
-    TaskNotFound,
-    UnsupportedError,
-    WorkerNotFound,
-)
-from .monitoring import QueueMonitoring
-from .read.frames import attempts, heartbeats, tasks, worker_events, workers
-from .read.liveness import alive_intervals, heartbeat_gaps, outages, uptime
-from .read.snapshot import active_workers, queue_depth, queue_metrics, stale_workers
-from .read.trends import (
-    depth_timeline,
-    latency,
-    retry_outcomes,
-    success_rate,
-    throughput,
-    utilization,
-)
-from .report import write_report
-from .simulation import SimulationResult, simulate
-from .store import Store, StoreNotFound, connect
-from .store import schema as schema
-from .write.tasks import (
-    Task,
-    backoff_delay,
-    cancel,
-    claim,
-    complete,
-    enqueue,
-    fail,
-    find_orphans,
-    get_task,
-    requeue_orphans,
-)
-from .write.workers import (
-    Worker,
-    get_worker,
-    heartbeat,
-    list_workers,
-    register_worker,
-    remove_worker,
-)
+from ._lazy import alias_modules
+from ._version import __version__ as __version__
 
-#: ``qa.maintenance`` is the upkeep package under the name the API has always used.
-maintenance = upkeep
+if TYPE_CHECKING:
+    from ._api import *  # noqa: F403
+    from ._api import __all__ as __all__
 
 # Module paths of the flat layout this package had before it was split by layer; code
 # that imports them (``from qanalytics.frames import workers``) keeps working.
@@ -77,73 +32,29 @@ _MOVED = {
     "schema": "store.schema",
     "taskqueue": "write.tasks",
 }
-for _old, _new in _MOVED.items():
-    sys.modules[f"{__name__}.{_old}"] = importlib.import_module(f".{_new}", __name__)
+alias_modules({f"{__name__}.{old}": f"{__name__}.{new}" for old, new in _MOVED.items()})
+
+
+#: Names the package has always had besides ``__all__``.
+_ALSO = frozenset({"schema", "upkeep"})
 
 
 def __getattr__(name: str) -> Any:
     # qa.plot loads matplotlib.pyplot on first use, not on every `import qanalytics`.
     if name == "plot":
         return importlib.import_module(".plot", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name.startswith("__") and name != "__all__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    api = importlib.import_module("._api", __name__)
+    try:
+        value = getattr(api, name)
+    except AttributeError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    if name != "__all__" and name not in api.__all__ and name not in _ALSO:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
-__all__ = [
-    "FakeClock",
-    "InvalidTransition",
-    "QAnalyticsError",
-    "QueueMonitoring",
-    "ReadOnlyError",
-    "ReportError",
-    "SchemaError",
-    "SimulationResult",
-    "Store",
-    "StoreError",
-    "StoreNotFound",
-    "Task",
-    "TaskNotFound",
-    "UnsupportedError",
-    "Worker",
-    "WorkerNotFound",
-    "__version__",
-    "active_workers",
-    "alive_intervals",
-    "attempts",
-    "backoff_delay",
-    "cancel",
-    "capacity",
-    "claim",
-    "complete",
-    "connect",
-    "depth_timeline",
-    "enqueue",
-    "fail",
-    "find_orphans",
-    "get_task",
-    "get_worker",
-    "heartbeat",
-    "heartbeat_gaps",
-    "heartbeats",
-    "latency",
-    "list_workers",
-    "maintenance",
-    "outages",
-    "parse_duration",
-    "plot",
-    "queue_depth",
-    "queue_metrics",
-    "register_worker",
-    "remove_worker",
-    "requeue_orphans",
-    "retry_outcomes",
-    "simulate",
-    "stale_workers",
-    "success_rate",
-    "tasks",
-    "throughput",
-    "uptime",
-    "utilization",
-    "worker_events",
-    "workers",
-    "write_report",
-]
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__getattr__("__all__")})

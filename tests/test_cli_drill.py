@@ -9,7 +9,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -395,3 +398,49 @@ def test_csv_writes_plain_values() -> None:
         ["true", "10770;10771", '{"gpu": true}', "1"],
         ["false", "", "", "-2"],
     ]
+
+
+# -- import time ------------------------------------------------------------------------------
+
+
+def _modules_loaded_by(code: str) -> set[str]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    script = code + "\nimport sys\nprint(' '.join(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
+    )
+    return set(out.stdout.split())
+
+
+def test_help_and_import_do_not_load_the_heavy_libraries() -> None:
+    help_run = (
+        "from qanalytics.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "try:\n    main(['worker', '--help'])\nexcept SystemExit:\n    pass"
+    )
+    for code in ["import qanalytics", help_run]:
+        loaded = _modules_loaded_by(code)
+        assert "qanalytics" in loaded
+        assert not {"pandas", "numpy", "matplotlib", "pyarrow", "nbconvert"} & loaded, code
+    # A real command loads what it needs.
+    assert "pandas" in _modules_loaded_by("import qanalytics\nqanalytics.tasks")
+
+
+def test_public_names_and_old_module_paths_still_resolve() -> None:
+    from qanalytics.frames import tasks as old_path
+    from qanalytics.read import frames
+
+    assert qa.tasks is old_path is frames.tasks
+    assert sys.modules["qanalytics.frames"] is frames
+    assert frames.__spec__ is not None and frames.__spec__.name == "qanalytics.read.frames"
+    assert {"tasks", "connect", "plot", "maintenance"} <= set(dir(qa))
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = qa.no_such_name
+
+
+def test_stale_default_is_the_state_rule() -> None:
+    from qanalytics.cli.commands import STALE_DEFAULT
+    from qanalytics.state import STALE_AFTER_S
+
+    assert qa.parse_duration(STALE_DEFAULT) == STALE_AFTER_S
+    assert f"default: {STALE_DEFAULT}" in run("stale", "--help").stdout

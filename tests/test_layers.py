@@ -20,6 +20,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "qanalytics"
 LAYERS = {
     "errors": 0,
     "_version": 0,
+    "_lazy": 0,
     "_time": 1,
     "_docstrings": 1,
     "state": 2,
@@ -35,6 +36,7 @@ LAYERS = {
     "report": 7,
     "cli": 8,
     "__main__": 9,
+    "_api": 9,  # the public names, loaded by qanalytics/__init__.py on first use
     "": 10,  # qanalytics/__init__.py: the public API, above everything
 }
 
@@ -75,16 +77,38 @@ def _targets(module: str, path: Path, node: ast.Import | ast.ImportFrom) -> list
     return subs if len(subs) == len(node.names) else [base, *subs]
 
 
+#: Helpers of qanalytics/_lazy.py that import the module named by their first argument.
+LAZY_HELPERS = {"lazy_module", "lazy_function"}
+
+
+def _lazy_import(node: ast.AST) -> ast.Import | None:
+    """``lazy_module("qanalytics.x")`` (or lazy_function) as the import it defers."""
+    if not (isinstance(node, ast.Call) and node.args):
+        return None
+    func = node.func
+    name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+    arg = node.args[0]
+    if name not in LAZY_HELPERS or not isinstance(arg, ast.Constant):
+        return None
+    if not isinstance(arg.value, str):
+        return None
+    return ast.Import(names=[ast.alias(name=arg.value)], lineno=node.lineno, col_offset=0)
+
+
 def _imports(module: str, path: Path) -> list[tuple[ast.Import | ast.ImportFrom, bool]]:
-    """Every import statement of a module, and whether it sits inside a function."""
+    """Every import statement of a module (deferred ones too), and whether it sits inside
+    a function."""
     tree = ast.parse(path.read_text(), filename=str(path))
     found: list[tuple[ast.Import | ast.ImportFrom, bool]] = []
 
     def visit(node: ast.AST, in_function: bool) -> None:
         for child in ast.iter_child_nodes(node):
             inner = in_function or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
+            lazy = _lazy_import(child)
             if isinstance(child, ast.Import | ast.ImportFrom):
                 found.append((child, in_function))
+            elif lazy is not None:
+                found.append((lazy, in_function))
             visit(child, inner)
 
     visit(tree, False)
@@ -156,3 +180,16 @@ def test_the_check_catches_violations(tmp_path: Path) -> None:
     scratch.write_text(bad)
     flags = [in_function for _node, in_function in _imports("qanalytics.read.frames", scratch)]
     assert flags == [False, True]
+
+
+def test_the_check_sees_deferred_imports(tmp_path: Path) -> None:
+    """A lazy_module() naming a higher layer, or one inside a function, is caught too."""
+    scratch = tmp_path / "mod.py"
+    scratch.write_text(
+        'cli = lazy_module("qanalytics.cli")\n\n\ndef f():\n'
+        '    return lazy_function("qanalytics.write.tasks", "claim")\n'
+    )
+    found = _imports("qanalytics.read.frames", scratch)
+    assert [flag for _node, flag in found] == [False, True]
+    targets = [t for node, _ in found for t in _targets("qanalytics.read.frames", scratch, node)]
+    assert targets == ["qanalytics.cli", "qanalytics.write.tasks"]

@@ -37,21 +37,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import pandas as pd
 
-from .. import report, simulation, upkeep
-from .._time import parse_duration, system_clock
+from .._lazy import lazy_function, lazy_module
 from .._version import __version__
 from ..errors import QAnalyticsError
-from ..export import plain, prometheus_text, safe_text
-from ..read import frames, liveness, snapshot, trends
-from ..read.common import resolve_window
-from ..state import ACTIVE_WITHIN_S, STALE_AFTER_S
-from ..store import Store, connect
-from ..write import tasks
 from .live import watch
 from .output import (
     emit_frame,
@@ -62,6 +54,39 @@ from .output import (
     metric_text,
     render_table,
 )
+
+# The library (and pandas) load when a command runs, not for --help or a usage error.
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .. import report, simulation, state, upkeep
+    from .._time import parse_duration
+    from ..export import plain, prometheus_text, safe_text
+    from ..read import frames, liveness, snapshot, trends
+    from ..read.common import resolve_window
+    from ..store import Store, connect
+    from ..write import tasks
+else:
+    pd = lazy_module("pandas")
+    report = lazy_module("qanalytics.report")
+    simulation = lazy_module("qanalytics.simulation")
+    state = lazy_module("qanalytics.state")
+    upkeep = lazy_module("qanalytics.upkeep")
+    parse_duration = lazy_function("qanalytics._time", "parse_duration")
+    plain = lazy_function("qanalytics.export", "plain")
+    prometheus_text = lazy_function("qanalytics.export", "prometheus_text")
+    safe_text = lazy_function("qanalytics.export", "safe_text")
+    frames = lazy_module("qanalytics.read.frames")
+    liveness = lazy_module("qanalytics.read.liveness")
+    snapshot = lazy_module("qanalytics.read.snapshot")
+    trends = lazy_module("qanalytics.read.trends")
+    resolve_window = lazy_function("qanalytics.read.common", "resolve_window")
+    connect = lazy_function("qanalytics.store", "connect")
+    tasks = lazy_module("qanalytics.write.tasks")
+
+#: The default of --threshold and --stale-after: qanalytics.state.STALE_AFTER_S as text
+#: (written out so that --help need not load the library; a test keeps them equal).
+STALE_DEFAULT = "5min"
 
 __all__ = [
     "EXIT_PROBLEMS",
@@ -299,7 +324,7 @@ def _watched(ctx: click.Context, every: float | None, title: str, render: Callab
         every,
         title=title,
         sleep=obj.get("sleep", time.sleep),
-        clock=obj.get("clock", system_clock),
+        clock=obj.get("clock", time.time),
     )
     return None
 
@@ -362,7 +387,7 @@ def workers_command(
 @click.option(
     "--threshold",
     type=DURATION,
-    default=f"{STALE_AFTER_S / 60:g}min",
+    default=STALE_DEFAULT,
     show_default=True,
     help="A worker silent for longer than this is stale.",
 )
@@ -388,7 +413,7 @@ def stale_command(
         with _open(db_path, now=now) as db:
             # Late sits between active and stale, so the active bound must not exceed the
             # stale one.
-            active_within = min(ACTIVE_WITHIN_S, threshold)
+            active_within = min(state.ACTIVE_WITHIN_S, threshold)
             frame = frames.workers(
                 db, now=_time_arg(now), active_within=active_within, stale_after=threshold
             )
@@ -555,7 +580,7 @@ def _orphan_frame(found: list[Any]) -> pd.DataFrame:
 @click.option(
     "--stale-after",
     type=DURATION,
-    default=f"{STALE_AFTER_S / 60:g}min",
+    default=STALE_DEFAULT,
     show_default=True,
     help="A worker silent for longer than this is stale, and its tasks orphaned.",
 )

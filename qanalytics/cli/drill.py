@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import pandas as pd
 
-from ..export import frame_records, plain, safe_text
-from ..read import frames, liveness
-from ..read.common import resolve_window
-from ..store import Store
+from .._lazy import lazy_function, lazy_module
 from .commands import (
     _TIME_HELP,
     DURATION,
@@ -33,6 +29,22 @@ from .commands import (
     main,
 )
 from .output import emit_frame, human_duration, record_table
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..export import frame_records, plain, safe_text
+    from ..read import frames, liveness
+    from ..read.common import resolve_window
+    from ..store import Store
+else:  # loaded when a command runs, not for --help
+    pd = lazy_module("pandas")
+    frame_records = lazy_function("qanalytics.export", "frame_records")
+    plain = lazy_function("qanalytics.export", "plain")
+    safe_text = lazy_function("qanalytics.export", "safe_text")
+    frames = lazy_module("qanalytics.read.frames")
+    liveness = lazy_module("qanalytics.read.liveness")
+    resolve_window = lazy_function("qanalytics.read.common", "resolve_window")
 
 __all__ = ["failed_command", "task_command", "worker_command"]
 

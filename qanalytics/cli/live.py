@@ -5,10 +5,12 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
-from .._time import Clock, system_clock
+if TYPE_CHECKING:
+    from .._time import Clock
 
 __all__ = ["CLEAR_SCREEN", "watch"]
 
@@ -22,7 +24,7 @@ def watch(
     *,
     title: str,
     sleep: Callable[[float], object] = time.sleep,
-    clock: Clock = system_clock,
+    clock: Clock = time.time,
     frames: int | None = None,
 ) -> None:
     """Call `render` every `interval` seconds, clearing the screen before each frame.

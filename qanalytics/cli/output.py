@@ -12,21 +12,35 @@ import json
 import math
 import unicodedata
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import numpy as np
-import pandas as pd
 
-from ..export import (
-    frame_csv,
-    frame_records,
-    is_missing,
-    iso_text,
-    nested_text,
-    plain,
-    safe_text,
-)
+from .._lazy import lazy_function, lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from ..export import (
+        frame_csv,
+        frame_records,
+        is_missing,
+        iso_text,
+        nested_text,
+        plain,
+        safe_text,
+    )
+else:  # loaded when something is printed, not for --help
+    np = lazy_module("numpy")
+    pd = lazy_module("pandas")
+    frame_csv = lazy_function("qanalytics.export", "frame_csv")
+    frame_records = lazy_function("qanalytics.export", "frame_records")
+    is_missing = lazy_function("qanalytics.export", "is_missing")
+    iso_text = lazy_function("qanalytics.export", "iso_text")
+    nested_text = lazy_function("qanalytics.export", "nested_text")
+    plain = lazy_function("qanalytics.export", "plain")
+    safe_text = lazy_function("qanalytics.export", "safe_text")
 
 __all__ = [
     "MAX_CELL_WIDTH",
