@@ -82,9 +82,10 @@ for _old, _new in _MOVED.items():
 
 
 def __getattr__(name: str) -> Any:
-    # qa.plot loads matplotlib.pyplot on first use, not on every `import qanalytics`.
-    if name == "plot":
-        return importlib.import_module(".plot", __name__)
+    # qa.plot loads matplotlib.pyplot on first use, not on every `import qanalytics`;
+    # qa.record (recorders of other queues) is loaded on first use too.
+    if name in ("plot", "record"):
+        return importlib.import_module("." + name, __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -132,6 +133,7 @@ __all__ = [
     "plot",
     "queue_depth",
     "queue_metrics",
+    "record",
     "register_worker",
     "remove_worker",
     "requeue_orphans",

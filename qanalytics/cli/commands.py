@@ -26,6 +26,7 @@ in a store written by other means) is shown as a placeholder.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -39,8 +40,10 @@ from ..errors import QAnalyticsError
 from ..export import plain, prometheus_text, safe_text
 from ..read import frames, liveness, snapshot, trends
 from ..read.common import resolve_window
+from ..record.celery import CeleryRecorder, redact_url
 from ..state import ACTIVE_WITHIN_S, STALE_AFTER_S
 from ..store import Store, connect
+from ..store.postgres import is_postgres_url, redact
 from ..write import tasks
 from .output import emit_frame, emit_result, epoch_text, flatten, metric_text, render_table
 
@@ -638,3 +641,71 @@ def stats_command(db_path: str | None, fmt: str) -> None:
     with _open(db_path) as db:
         result = upkeep.stats(db)
     emit_result(result, fmt)
+
+
+# -- recording other queues -------------------------------------------------------------------
+
+
+@main.group("record", cls=_Group, short_help="Record another queue's events into a store.")
+def record_group() -> None:
+    """Record a running queue's events (workers, heartbeats, tasks, attempts) into a store."""
+
+
+@record_group.command("celery", short_help="Record a Celery fleet from its event stream.")
+@click.option(
+    "--broker",
+    metavar="URL",
+    envvar="CELERY_BROKER_URL",
+    show_envvar=True,
+    required=True,
+    help="The Celery broker, e.g. redis://localhost:6379/0.",
+)
+@_db_option
+@click.option(
+    "--flush-interval",
+    type=DURATION,
+    default="0.5s",
+    show_default=True,
+    help="How often a batch of events is written (one transaction each).",
+)
+@click.option(
+    "--no-enable-events",
+    is_flag=True,
+    help="Do not broadcast enable_events to the workers (they must run with -E).",
+)
+@click.option("--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+def record_celery_command(
+    broker: str, db_path: str | None, flush_interval: float, no_enable_events: bool, quiet: bool
+) -> None:
+    """Listen to a Celery fleet's events and record them into the store at --db.
+
+    Workers become registered workers (capabilities: hostname, pid, freq, sw_ident,
+    sw_ver, sw_sys) with every heartbeat kept; tasks keep Celery's UUID as external_id;
+    each start is an attempt. The store is created if missing. Runs until SIGTERM or
+    SIGINT, then writes what it holds, closes the store and exits 0.
+    """
+    if flush_interval <= 0:
+        raise CLIError("--flush-interval must be more than 0 seconds")
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    path = _require_path(db_path)
+    recorder = CeleryRecorder(
+        broker, path, flush_interval=flush_interval, enable_events=not no_enable_events
+    )
+    if not quiet:
+        shown = redact(path) if is_postgres_url(path) else path
+        click.echo(
+            f"Recording Celery events from {safe_text(redact_url(broker))} into"
+            f" {safe_text(shown)}.",
+            err=True,
+        )
+    totals = recorder.run(handle_signals=True)
+    if not quiet:
+        kinds = ", ".join(f"{n:,} {kind}" for kind, n in sorted(totals.by_kind.items()))
+        click.echo(
+            f"Stopped: {totals.applied:,} events recorded ({kinds or 'none'}), "
+            f"{totals.duplicates:,} duplicates, {totals.ignored:,} ignored.",
+            err=True,
+        )
