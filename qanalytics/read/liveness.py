@@ -535,8 +535,10 @@ def alive_intervals(
     unless that silence is an outage; a beat followed by an outage covers only its own
     moment, so zero-length intervals appear. Consecutive covered stretches are merged.
     Alive intervals and :func:`outages` never overlap (except at endpoints) and together
-    span each life from its first beat to its removal or `now`. See the module docstring
-    for the outage threshold.
+    span each life from its first beat to its removal or `now`, with one exception: a
+    silence no recorder heard (``ended_by="not observed"``, see
+    :mod:`qanalytics.read.coverage`) is not evidence of death and counts as alive here.
+    See the module docstring for the outage threshold.
 
     Parameters
     ----------
