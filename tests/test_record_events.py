@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import math
 import random
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
 import qanalytics as qa
+from qanalytics.cli import main
 from qanalytics.read.coverage import unobserved_intervals
 from qanalytics.record.celery import from_celery, redact_url
 from qanalytics.write.events import EventWriter, RecordedEvent
@@ -467,3 +470,26 @@ def test_without_coverage_rows_the_same_silence_is_an_outage(db: qa.Store) -> No
     assert w1["ended_by"].astype(str).tolist() == ["resumed"]
     up = qa.uptime(db, freq="100s", since=T0, until=T0 + 100, now=T0 + 100)
     assert up.set_index("worker_id")["alive_fraction"][W1] == pytest.approx(0.6)
+
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--broker", "redis://h:1/0", "--db", "{db}", "--flush-interval", "0"],
+         "Error: --flush-interval must be more than 0 seconds\n"),
+        (["--broker", "redis://h:1/0"],
+         "Error: no queue store given: pass --db PATH or set QANALYTICS_DB\n"),
+    ],
+)
+def test_record_celery_command_refuses_bad_options(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    path = tmp_path / "x.db"
+    result = CliRunner().invoke(
+        main,
+        ["record", "celery", *(a.replace("{db}", str(path)) for a in args)],
+        env={"QANALYTICS_DB": None, "CELERY_BROKER_URL": None},
+    )
+    assert (result.exit_code, result.output) == (2, message)
+    assert not path.exists()  # refused before any store was created
