@@ -148,6 +148,13 @@ def test_success_rate_many_groups_no_blur_and_zoomed_axis() -> None:
     assert len([c for c in with_bands.collections if isinstance(c, PolyCollection)]) == 6
 
 
+def test_success_rate_on_shared_axes_keeps_every_dip_in_view() -> None:
+    _, (left, right) = plt.subplots(1, 2, sharey=True)
+    plot.success_rate(_success(["a"], [[1.0, 0.2, 1.0]]).drop(columns="type"), ax=left)
+    plot.success_rate(_success(["b"], [[1.0, 0.95, 1.0]]).drop(columns="type"), ax=right)
+    assert right.get_ylim()[0] <= 0.2 and left.get_ylim()[0] <= 0.2
+
+
 def test_outside_legend_fits_in_a_saved_figure() -> None:
     frame = _success([f"type-{i}" for i in range(6)], [[0.99, 1.0, 1.0]] * 6)
     fig, ax = plt.subplots(figsize=(8, 3))

@@ -486,6 +486,8 @@ def littles_law(frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -
                 color=_OTHER_COLOR,
             )
     ax.set_ylim(bottom=0)
+    if ax.texts:  # headroom, so the peak does not run into the note in the corner
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.12)
     _format_time_axis(ax)
     ax.set_ylabel(ylabel)
     ax.set_title(title)

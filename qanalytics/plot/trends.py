@@ -382,6 +382,10 @@ def success_rate(
     # Down to a round percentage below the lowest rate, with room for the dip to show.
     step = 0.01 if low >= 0.95 else 0.05 if low >= 0.5 else 0.1
     bottom = max(0.0, np.floor((low - max(0.1 * (1.0 - low), 0.005)) / step) * step)
+    shared = [other for other in ax.get_shared_y_axes().get_siblings(ax) if other is not ax]
+    if any(other.lines for other in shared):
+        # A y axis shared with plots already drawn keeps their lowest rates in view too.
+        bottom = min(bottom, float(ax.get_ylim()[0]))
     ax.set_ylim(bottom, 1.0 + 0.03 * (1.0 - bottom))
     ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=None))
     _format_time_axis(ax)
