@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -22,7 +24,7 @@ H = 3600.0
 
 
 @pytest.fixture(autouse=True)
-def _close_figures() -> None:
+def _close_figures() -> Iterator[None]:
     yield
     plt.close("all")
 
