@@ -40,9 +40,10 @@ _ALSO = frozenset({"schema", "upkeep"})
 
 
 def __getattr__(name: str) -> Any:
-    # qa.plot loads matplotlib.pyplot on first use, not on every `import qanalytics`.
-    if name == "plot":
-        return importlib.import_module(".plot", __name__)
+    # qa.plot loads matplotlib.pyplot on first use, not on every `import qanalytics`;
+    # qa.record (recorders of other queues) is loaded on first use too.
+    if name in ("plot", "record"):
+        return importlib.import_module("." + name, __name__)
     if name.startswith("__") and name != "__all__":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     api = importlib.import_module("._api", __name__)

@@ -59,8 +59,9 @@ from .write.workers import (
     remove_worker,
 )
 
-if TYPE_CHECKING:  # loaded on first use by qanalytics.__getattr__ (it imports matplotlib)
+if TYPE_CHECKING:  # loaded on first use by qanalytics.__getattr__ (matplotlib, recorders)
     from . import plot as plot
+    from . import record as record
 
 #: ``qa.maintenance`` is the upkeep package under the name the API has always used.
 maintenance = upkeep
@@ -109,6 +110,7 @@ __all__ = [
     "plot",
     "queue_depth",
     "queue_metrics",
+    "record",
     "register_worker",
     "remove_worker",
     "requeue_orphans",

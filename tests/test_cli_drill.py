@@ -308,7 +308,7 @@ def test_negative_durations_must_be_positive(
 def test_requeue_orphans_help_names_every_writing_command() -> None:
     text = " ".join(run("requeue-orphans", "--help").stdout.split())
     assert "The one command that writes" not in text
-    for name in ["simulate", "prune", "vacuum", "checkpoint"]:
+    for name in ["simulate", "prune", "vacuum", "checkpoint", "record"]:
         assert name in text
 
 

@@ -33,6 +33,7 @@ LAYERS = {
     "export": 6,
     "monitoring": 6,
     "simulation": 7,
+    "record": 7,
     "report": 7,
     "cli": 8,
     "__main__": 9,

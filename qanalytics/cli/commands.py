@@ -13,7 +13,7 @@ Exit status: 0 on success; 1 from ``stale`` when a worker is stale and from ``ch
 when it finds a problem; 2 for user errors (no such file, not a queue store, a bad
 duration or argument), reported as one ``Error: ...`` line on stderr, never a traceback.
 
-Tables show durations (``*_s`` columns, ages) as text such as ``45 s`` or ``32 h 26 min``,
+Tables show durations (``*_s`` columns, ages) as text such as ``45 s`` or ``1 d 8 h``,
 line columns up by display width (East Asian wide characters take two columns) and cut a
 cell wider than :data:`~qanalytics.cli.output.MAX_CELL_WIDTH` columns with ``…``; JSON and
 CSV keep whole values and seconds. A read command asked about "now" warns on stderr when
@@ -35,6 +35,7 @@ in a store written by other means) is shown as a placeholder.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -64,7 +65,9 @@ if TYPE_CHECKING:
     from ..export import plain, prometheus_text, safe_text
     from ..read import frames, liveness, snapshot, trends
     from ..read.common import resolve_window
+    from ..record.celery import CeleryRecorder, redact_url
     from ..store import Store, connect
+    from ..store.postgres import is_postgres_url, redact
     from ..write import tasks
 else:
     pd = lazy_module("pandas")
@@ -82,6 +85,10 @@ else:
     trends = lazy_module("qanalytics.read.trends")
     resolve_window = lazy_function("qanalytics.read.common", "resolve_window")
     connect = lazy_function("qanalytics.store", "connect")
+    CeleryRecorder = lazy_function("qanalytics.record.celery", "CeleryRecorder")
+    redact_url = lazy_function("qanalytics.record.celery", "redact_url")
+    is_postgres_url = lazy_function("qanalytics.store.postgres", "is_postgres_url")
+    redact = lazy_function("qanalytics.store.postgres", "redact")
     tasks = lazy_module("qanalytics.write.tasks")
 
 #: The default of --threshold and --stale-after: qanalytics.state.STALE_AFTER_S as text
@@ -338,9 +345,9 @@ def main() -> None:
     """Understand a SQLite-backed task queue: workers, outages, metrics.
 
     Every command reads the store named by --db (or QANALYTICS_DB) read-only, except
-    requeue-orphans, simulate, prune, vacuum and checkpoint. Exit status 2 means a user
-    error (printed as one line). Tables show durations as text ('32 h 26 min'); JSON and
-    CSV keep seconds.
+    requeue-orphans, simulate, prune, vacuum, checkpoint and record. Exit status 2 means a
+    user error (printed as one line). Tables show durations as text ('2 min 5 s',
+    '1 d 8 h'); JSON and CSV keep seconds.
     """
 
 
@@ -592,8 +599,8 @@ def requeue_orphans_command(
 ) -> None:
     """Put tasks held by stale or removed workers (or with expired leases) back in the queue.
 
-    This writes to the store (as do simulate, prune, vacuum and checkpoint). A task out of
-    attempts ends failed instead of queued. With --dry-run the store is opened read-only
+    This writes to the store (as do simulate, prune, vacuum, checkpoint and record). A
+    task out of attempts ends failed instead of queued. With --dry-run the store is opened read-only
     and nothing changes.
     """
     with _open(db_path, readonly=dry_run) as db:
@@ -823,3 +830,71 @@ def stats_command(db_path: str | None, fmt: str) -> None:
     with _open(db_path) as db:
         result = upkeep.stats(db)
     emit_result(result, fmt)
+
+
+# -- recording other queues -------------------------------------------------------------------
+
+
+@main.group("record", cls=_Group, short_help="Record another queue's events into a store.")
+def record_group() -> None:
+    """Record a running queue's events (workers, heartbeats, tasks, attempts) into a store."""
+
+
+@record_group.command("celery", short_help="Record a Celery fleet from its event stream.")
+@click.option(
+    "--broker",
+    metavar="URL",
+    envvar="CELERY_BROKER_URL",
+    show_envvar=True,
+    required=True,
+    help="The Celery broker, e.g. redis://localhost:6379/0.",
+)
+@_db_option
+@click.option(
+    "--flush-interval",
+    type=DURATION,
+    default="0.5s",
+    show_default=True,
+    help="How often a batch of events is written (one transaction each).",
+)
+@click.option(
+    "--no-enable-events",
+    is_flag=True,
+    help="Do not broadcast enable_events to the workers (they must run with -E).",
+)
+@click.option("--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+def record_celery_command(
+    broker: str, db_path: str | None, flush_interval: float, no_enable_events: bool, quiet: bool
+) -> None:
+    """Listen to a Celery fleet's events and record them into the store at --db.
+
+    Workers become registered workers (capabilities: hostname, pid, freq, sw_ident,
+    sw_ver, sw_sys) with every heartbeat kept; tasks keep Celery's UUID as external_id;
+    each start is an attempt. The store is created if missing. Runs until SIGTERM or
+    SIGINT, then writes what it holds, closes the store and exits 0.
+    """
+    if flush_interval <= 0:
+        raise CLIError("--flush-interval must be more than 0 seconds")
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    path = _require_path(db_path)
+    recorder = CeleryRecorder(
+        broker, path, flush_interval=flush_interval, enable_events=not no_enable_events
+    )
+    if not quiet:
+        shown = redact(path) if is_postgres_url(path) else path
+        click.echo(
+            f"Recording Celery events from {safe_text(redact_url(broker))} into"
+            f" {safe_text(shown)}.",
+            err=True,
+        )
+    totals = recorder.run(handle_signals=True)
+    if not quiet:
+        kinds = ", ".join(f"{n:,} {kind}" for kind, n in sorted(totals.by_kind.items()))
+        click.echo(
+            f"Stopped: {totals.applied:,} events recorded ({kinds or 'none'}), "
+            f"{totals.duplicates:,} duplicates, {totals.ignored:,} ignored.",
+            err=True,
+        )

@@ -27,6 +27,7 @@ from .style import (
     _natural_key,
     _no_data,
     _setup_time_axis,
+    _uptime_norm,
     _worker_ticks,
 )
 
@@ -195,6 +196,11 @@ def heartbeat_timeline(
 def uptime(frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -> Axes:
     """A worker x time heatmap of the fraction of each bucket a worker was alive.
 
+    The colours are bins, not a gradient, so that a worker alive 90 % of an hour stands
+    out from one alive all of it: dark green from 99.9 %, light green from 99 %, yellow
+    from 95 %, orange from 80 % and red below (a worker down for most of the bucket).
+    Buckets before a worker registered (or after it was removed) are blank.
+
     Parameters
     ----------
     frame : DataFrame
@@ -203,7 +209,8 @@ def uptime(frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -> Axe
     {ax}
         A colorbar is added beside it.
     **kwargs
-        Passed to :meth:`~matplotlib.axes.Axes.pcolormesh` (``cmap``, ...).
+        Passed to :meth:`~matplotlib.axes.Axes.pcolormesh`; a ``cmap``, ``norm``,
+        ``vmin`` or ``vmax`` replaces the binned colour scale.
 
     Returns
     -------
@@ -222,14 +229,17 @@ def uptime(frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -> Axe
     if frame.empty or frame["bucket"].isna().all():
         return _no_data(ax, title=title, xlabel=_TIME_LABEL, ylabel="worker")
     _setup_time_axis(ax)
-    options = {"cmap": "RdYlGn"}
+    cmap, norm = _uptime_norm()
+    options: dict[str, Any] = {"cmap": cmap, "norm": norm}
+    if {"cmap", "norm", "vmin", "vmax"} & set(kwargs):
+        options = {}  # the caller's own colour scale
     options.update(kwargs)
     return _heatmap(
         ax,
         frame.dropna(subset=["bucket"]),
         "alive_fraction",
         title=title,
-        colorbar_label="alive (% of bucket)",
+        colorbar_label="alive (% of bucket); blank: not registered",
         kwargs=options,
     )
 
@@ -281,5 +291,3 @@ def worker_states(workers_frame: pd.DataFrame, *, ax: Axes | None = None, **kwar
     ax.set_ylabel("workers")
     ax.set_title(title)
     return ax
-
-

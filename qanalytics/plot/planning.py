@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter, MaxNLocator
+from matplotlib.ticker import MaxNLocator
 
 from .._docstrings import share_docs
 from .._time import parse_duration
@@ -29,6 +29,7 @@ from .style import (
     _legend,
     _literal,
     _literal_text,
+    _log_axis,
     _no_data,
     _ordered_levels,
     _quantile_label,
@@ -152,7 +153,9 @@ def _capacity_by_hour(frame: pd.DataFrame, *, ax: Axes | None, kwargs: dict[str,
 
     growth = _growth(frame)
     if "stable" in frame.columns:
+        # Hours without observations (no recommendation) are not shaded as overloaded.
         unstable = ~frame["stable"].fillna(False).astype(bool).to_numpy()
+        unstable &= np.isfinite(_floats(frame["recommended_workers"]))
         for hour in hours[unstable]:
             ax.axvspan(hour, hour + 1.0, color=_VERMILLION, alpha=0.12, linewidth=0, zorder=0)
     alive = _floats(frame["workers_alive"])
@@ -396,7 +399,7 @@ def what_if(
     values = values[values > 0]
     if values.size:
         ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        _log_axis(ax.yaxis, values)
     else:
         ax.set_ylim(bottom=0)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -483,6 +486,8 @@ def littles_law(frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -
                 color=_OTHER_COLOR,
             )
     ax.set_ylim(bottom=0)
+    if ax.texts:  # headroom, so the peak does not run into the note in the corner
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.12)
     _format_time_axis(ax)
     ax.set_ylabel(ylabel)
     ax.set_title(title)

@@ -13,7 +13,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.ticker import PercentFormatter
+from matplotlib.colors import BoundaryNorm, Colormap, ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, PercentFormatter
 
 from .._time import parse_duration
 
@@ -183,11 +185,54 @@ def _setup_time_axis(ax: Axes) -> None:
 
 
 def _format_time_axis(ax: Axes) -> None:
-    """A concise UTC date axis (``ConciseDateFormatter`` on an ``AutoDateLocator``)."""
+    """A concise UTC date axis (``ConciseDateFormatter`` on an ``AutoDateLocator``).
+
+    The formatter's offset text (a date such as ``2026-Jan-07`` at the axis's lower right)
+    is switched off: the ticks already name the days, and the offset read as a stray label.
+    """
     locator = mdates.AutoDateLocator(tz=UTC, minticks=3, maxticks=9)
     ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=UTC))
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=UTC, show_offset=False))
     ax.set_xlabel(_TIME_LABEL)
+
+
+def _log_number(value: float, _: object = None) -> str:
+    """A log-axis tick as a plain number: ``0.05``, ``2``, ``1,000``."""
+    return f"{value:,.0f}" if value >= 1 else f"{value:g}"
+
+
+def _log_axis(axis: Any, values: Any) -> None:
+    """A readable logarithmic axis for positive `values`, ticks written as plain numbers.
+
+    Over less than three decades the ticks fall at 1, 2 and 5 of each decade: matplotlib
+    would otherwise label only the powers of ten (``1``, ``10``), which leaves most of the
+    axis unread. Wider ranges keep one tick per decade.
+    """
+    positive = np.asarray(values, dtype=float)
+    positive = positive[np.isfinite(positive) & (positive > 0)]
+    decades = np.log10(positive.max() / positive.min()) if positive.size else 0.0
+    subs = (1.0, 2.0, 5.0) if decades < 3 else (1.0,)
+    axis.set_major_locator(LogLocator(base=10.0, subs=subs))
+    axis.set_major_formatter(FuncFormatter(_log_number))
+    axis.set_minor_locator(LogLocator(base=10.0, subs=tuple(np.arange(2.0, 10.0))))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _fit_figure(ax: Axes) -> None:
+    """Let the figure make room for legends and colorbars outside the Axes.
+
+    A figure without a layout engine gets matplotlib's constrained layout, so a legend
+    beside the Axes is not cut off when the figure is saved without
+    ``bbox_inches="tight"``. A figure that already has a layout engine (or colorbars
+    made without one, which constrained layout cannot take over) is left as it is.
+    """
+    figure = ax.get_figure(root=True)
+    if not isinstance(figure, Figure) or figure.get_layout_engine() is not None:
+        return
+    try:
+        figure.set_layout_engine("constrained")
+    except RuntimeError:  # a colorbar was made for the old (absent) layout engine
+        return
 
 
 def _no_data(ax: Axes, *, title: str, xlabel: str, ylabel: str) -> Axes:
@@ -241,6 +286,7 @@ def _legend(ax: Axes, handles: Sequence[Any] | None = None, *, outside: bool | N
     if outside is None:
         outside = len(handles) > 4
     if outside:
+        _fit_figure(ax)
         ax.legend(
             handles=handles,
             loc="upper left",
@@ -275,10 +321,23 @@ def _heatmap(
     grid[rows, cols] = _floats(frame[value])
     x_edges = start + width * np.arange(n_cols + 1)
     y_edges = np.arange(len(workers) + 1) - 0.5
-    options: dict[str, Any] = {"cmap": "viridis", "vmin": 0.0, "vmax": 1.0, "shading": "flat"}
+    options: dict[str, Any] = {"cmap": "viridis", "shading": "flat"}
+    if kwargs.get("norm") is None:
+        options.update(vmin=0.0, vmax=1.0)
     options.update(kwargs)
     mesh = ax.pcolormesh(x_edges, y_edges, np.ma.masked_invalid(grid), **options)
-    colorbar = ax.figure.colorbar(mesh, ax=ax, pad=0.02, format=PercentFormatter(xmax=1.0))
+    if isinstance(mesh.norm, BoundaryNorm):
+        # Equal-sized blocks, a tick at every boundary: "99.9 %" must not round to "100 %".
+        colorbar = ax.figure.colorbar(
+            mesh,
+            ax=ax,
+            pad=0.02,
+            spacing="uniform",
+            ticks=list(mesh.norm.boundaries),
+            format=FuncFormatter(lambda value, _: f"{value * 100:g} %"),
+        )
+    else:
+        colorbar = ax.figure.colorbar(mesh, ax=ax, pad=0.02, format=PercentFormatter(xmax=1.0))
     colorbar.set_label(colorbar_label)
     _worker_ticks(ax, workers)
     ax.set_ylim(len(workers) - 0.5, -0.5)
@@ -286,6 +345,18 @@ def _heatmap(
     ax.set_ylabel("worker")
     ax.set_title(title)
     return ax
+
+
+#: Uptime bins: the boundaries (alive share of a bucket) and each bin's colour. Anything short
+#: of ~100 % must stand out from a fully alive bucket; red marks a worker down for most of it.
+UPTIME_BINS: tuple[float, ...] = (0.0, 0.8, 0.95, 0.99, 0.999, 1.0)
+UPTIME_COLORS: tuple[str, ...] = ("#C0392B", _ORANGE, "#F0E442", "#A6DBA0", "#1B7837")
+
+
+def _uptime_norm() -> tuple[Colormap, BoundaryNorm]:
+    """The colormap and norm of the uptime heatmap (:data:`UPTIME_BINS`)."""
+    cmap = ListedColormap(list(UPTIME_COLORS), name="qanalytics_uptime").with_extremes(bad="white")
+    return cmap, BoundaryNorm(list(UPTIME_BINS), cmap.N)
 
 
 def _worker_ticks(ax: Axes, workers: Sequence[str], max_labels: int = 40) -> None:
@@ -298,5 +369,3 @@ def _worker_ticks(ax: Axes, workers: Sequence[str], max_labels: int = 40) -> Non
 
 def _quantile_label(q: float) -> str:
     return f"p{q * 100:g}"
-
-

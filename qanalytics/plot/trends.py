@@ -10,16 +10,17 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from .._docstrings import share_docs
 from .style import (
     _BLUE,
     _GREEN,
-    _OTHER_COLOR,
     _PURPLE,
+    _SECONDS_PER_DAY,
     _TIME_LABEL,
     OUTCOME_COLORS,
     STATUS_COLORS,
@@ -27,6 +28,7 @@ from .style import (
     _check_frame,
     _dates,
     _duration_text,
+    _fit_figure,
     _floats,
     _format_time_axis,
     _group_labels,
@@ -34,6 +36,7 @@ from .style import (
     _legend,
     _literal,
     _literal_text,
+    _log_axis,
     _no_data,
     _ordered_levels,
     _palette,
@@ -48,6 +51,12 @@ __all__ = ["latency", "queue_depth", "retry_outcomes", "success_rate", "throughp
 # --------------------------------------------------------------------------- metrics
 
 
+def _percent_text(share: float) -> str:
+    """A share as a short percentage: ``100 %``, ``99.2 %``, ``58 %``."""
+    percent = share * 100.0
+    return f"{percent:.0f} %" if percent >= 99.95 or percent < 90 else f"{percent:.1f} %"
+
+
 @share_docs
 @_literal_text
 def queue_depth(
@@ -56,10 +65,17 @@ def queue_depth(
     by: str | Sequence[str] | None = None,
     value: str | None = None,
     stacked: bool = False,
+    max_buckets: int | None = 240,
     ax: Axes | None = None,
     **kwargs: Any,
 ) -> Axes:
     """Queued and processing tasks over time.
+
+    A frame with more than `max_buckets` buckets (two days at one minute has 2,880) is
+    drawn at a wider bucket, the shortest of 5, 10, 15, 30 min, 1, 2, 3, 6, 12 h or 1 day
+    that is a multiple of the frame's and gives at most `max_buckets`: each wide bucket
+    shows the mean of the depths in it, and the y label says so. At one pixel or less per
+    bucket the depth would otherwise be hair-thin spikes.
 
     Parameters
     ----------
@@ -74,6 +90,9 @@ def queue_depth(
     stacked : bool, default False
         Stack areas instead of drawing lines: queued on processing (the tasks in the system)
         without groups, or the groups' `value` on each other with groups.
+    max_buckets : int or None, default 240
+        Resample to a wider bucket when the frame has more buckets than this; None draws
+        every bucket as it is.
     {ax}
     **kwargs
         Passed to :meth:`~matplotlib.axes.Axes.plot` or
@@ -88,13 +107,19 @@ def queue_depth(
     TypeError
         If `frame` is not a DataFrame.
     ValueError
-        If `frame` lacks a required column, `value` is unknown, or a grouped stacked plot
-        is asked for both values.
+        If `frame` lacks a required column, `value` is unknown, a grouped stacked plot
+        is asked for both values, or `max_buckets` is not a positive integer.
     """
     func = "queue_depth"
     known = ["bucket", "queued", "processing"]
     _check_frame(frame, known, name="frame", func=func)
     groups = _resolve_by(frame, by, known, func=func)
+    if max_buckets is not None and (
+        isinstance(max_buckets, bool) or not isinstance(max_buckets, int) or max_buckets < 1
+    ):
+        raise ValueError(
+            f"{func}(): max_buckets must be a positive integer or None, not {max_buckets!r}"
+        )
     if value is None:
         value = "queued" if stacked and groups else "both"
     if value not in ("both", "queued", "processing"):
@@ -111,16 +136,18 @@ def queue_depth(
     if frame.empty:
         return _no_data(ax, title=title, xlabel=_TIME_LABEL, ylabel="tasks")
     _setup_time_axis(ax)
+    frame, width, averaged = _resample_depth(frame, groups, measures, max_buckets)
     frame = frame.sort_values("bucket")
     if not groups:
-        x = _dates(frame["bucket"])
+        x = _step_edges(_dates(frame["bucket"]), width)
         if stacked:
             ax.stackplot(
                 x,
-                *[_floats(frame[m]) for m in measures],
+                *[_step_values(_floats(frame[m])) for m in measures],
                 labels=measures,
                 colors=[STATUS_COLORS[m] for m in measures],
                 alpha=0.8,
+                step="post",
                 **kwargs,
             )
         else:
@@ -129,9 +156,10 @@ def queue_depth(
                     "color": STATUS_COLORS[measure],
                     "label": measure,
                     "linewidth": 1.2,
+                    "drawstyle": "steps-post",
                 }
                 options.update(kwargs)
-                ax.plot(x, _floats(frame[measure]), **options)
+                ax.plot(x, _step_values(_floats(frame[measure])), **options)
         _legend(ax)
     else:
         labels = _group_labels(frame, groups)
@@ -148,11 +176,12 @@ def queue_depth(
                 .sort_index()
             )
             ax.stackplot(
-                _dates(wide.index.to_series()),
-                *[wide[level].to_numpy(float) for level in levels],
+                _step_edges(_dates(wide.index.to_series()), width),
+                *[_step_values(wide[level].to_numpy(float)) for level in levels],
                 labels=levels,
                 colors=[colors[level] for level in levels],
                 alpha=0.85,
+                step="post",
                 **kwargs,
             )
             _legend(ax, outside=True)
@@ -160,23 +189,73 @@ def queue_depth(
             styles: dict[str, Any] = {"queued": "-", "processing": "--"}
             for level in levels:
                 part = frame[(labels == level).to_numpy()]
-                x = _dates(part["bucket"])
+                x = _step_edges(_dates(part["bucket"]), width)
                 for measure in measures:
                     line_options: dict[str, Any] = {
                         "color": colors[level],
                         "linestyle": styles[measure],
                         "linewidth": 1.3,
+                        "drawstyle": "steps-post",
                         "label": level if len(measures) == 1 else f"{level} · {measure}",
                     }
                     line_options.update(kwargs)
-                    ax.plot(x, _floats(part[measure]), **line_options)
+                    ax.plot(x, _step_values(_floats(part[measure])), **line_options)
             _legend(ax, outside=True)
     ax.set_ylim(bottom=0)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     _format_time_axis(ax)
-    ax.set_ylabel("tasks" if value == "both" else f"{value} tasks")
+    ylabel = "tasks" if value == "both" else f"{value} tasks"
+    if averaged:
+        ylabel += f" (mean per {_duration_text(width)})"
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     return ax
+
+
+#: Bucket widths (seconds) :func:`queue_depth` resamples to, shortest first.
+_DEPTH_WIDTHS = (300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+
+
+def _resample_depth(
+    frame: pd.DataFrame, groups: Sequence[str], measures: Sequence[str], max_buckets: int | None
+) -> tuple[pd.DataFrame, float, bool]:
+    """`frame` at a bucket wide enough for `max_buckets`, its width (days), resampled or not.
+
+    The new width is the shortest of :data:`_DEPTH_WIDTHS` that is a whole multiple of the
+    frame's width and leaves at most `max_buckets` buckets; each wide bucket takes the mean
+    of the depths in it, per group.
+    """
+    x = _dates(frame["bucket"])
+    width = _bucket_width(frame, x)
+    if max_buckets is None:
+        return frame, width, False
+    step_s = round(width * _SECONDS_PER_DAY)
+    span_s = (float(np.nanmax(x)) - float(np.nanmin(x))) * _SECONDS_PER_DAY + step_s
+    if span_s / step_s <= max_buckets:
+        return frame, width, False
+    fits = [w for w in _DEPTH_WIDTHS if w % step_s == 0 and span_s / w <= max_buckets]
+    multiples = [w for w in _DEPTH_WIDTHS if w % step_s == 0]
+    if not fits and not multiples:
+        return frame, width, False
+    new_s = fits[0] if fits else multiples[-1]
+    buckets = pd.to_datetime(frame["bucket"], utc=True).dt.floor(f"{new_s}s")
+    means = (
+        frame.assign(bucket=buckets, **{m: _floats(frame[m]) for m in measures})
+        .groupby(["bucket", *groups], observed=True, sort=True)[list(measures)]
+        .mean()
+        .reset_index()
+    )
+    return means, new_s / _SECONDS_PER_DAY, True
+
+
+def _step_edges(x: np.ndarray, width: float) -> np.ndarray:
+    """Bucket starts plus the end of the last bucket, for a ``steps-post`` drawing."""
+    return np.append(x, x[-1] + width) if x.size else x
+
+
+def _step_values(values: np.ndarray) -> np.ndarray:
+    """Values with the last repeated, so the last bucket is drawn its full width."""
+    return np.append(values, values[-1]) if values.size else values
 
 
 @share_docs
@@ -185,11 +264,15 @@ def success_rate(
     frame: pd.DataFrame,
     *,
     by: str | Sequence[str] | None = None,
-    band: bool = True,
+    band: bool | None = None,
     ax: Axes | None = None,
     **kwargs: Any,
 ) -> Axes:
     """The success rate over time, one line per group with its confidence band.
+
+    The y axis is zoomed to the rates (down to a round percentage below the lowest) so
+    that dips show, and each group's legend entry names its lowest rate; groups are
+    drawn lowest-on-top, so a group that dips is never hidden under steady ones.
 
     Parameters
     ----------
@@ -199,8 +282,10 @@ def success_rate(
         rate) leave a gap.
     by : str or list of str, optional
         Grouping columns; by default every column beyond the contract's.
-    band : bool, default True
-        Shade the Wilson interval between ``ci_low`` and ``ci_high``.
+    band : bool, optional
+        Shade the Wilson interval between ``ci_low`` and ``ci_high`` in the line's colour
+        (the legend swatch shows line and band). Default: with up to three groups; more
+        bands overlap into a blur.
     {ax}
     **kwargs
         Passed to :meth:`~matplotlib.axes.Axes.plot`.
@@ -208,8 +293,7 @@ def success_rate(
     Returns
     -------
     matplotlib.axes.Axes
-        The y axis runs from 0 to 100 %; zoom in with ``ax.set_ylim(0.9, 1.0)`` when every
-        group stays near the top.
+        Set ``ax.set_ylim(0, 1)`` to see the whole 0-100 % range.
 
     Raises
     ------
@@ -232,6 +316,20 @@ def success_rate(
     labels = _group_labels(frame, groups)
     levels = _ordered_levels(labels)
     colors = _palette(levels) if groups else {"all": _GREEN}
+    if band is None:
+        band = len(levels) <= 3
+    band_alpha = 0.25 if len(levels) == 1 else 0.18
+    rates = _floats(frame["rate"])
+    lowest = {
+        level: float(np.nanmin(rates[(labels == level).to_numpy()]))
+        if np.isfinite(rates[(labels == level).to_numpy()]).any()
+        else np.nan
+        for level in levels
+    }
+    # The lowest group on top: a dip is never hidden under a steady line.
+    ranked = sorted(levels, key=lambda level: -lowest[level] if np.isfinite(lowest[level]) else 0)
+    entries: list[Any] = []
+    names: list[str] = []
     for level in levels:
         part = frame[(labels == level).to_numpy()]
         x = _dates(part["bucket"])
@@ -241,29 +339,55 @@ def success_rate(
             "linewidth": 1.5,
             "marker": "o" if len(part) <= 30 else None,
             "markersize": 3,
-            "zorder": 2.5,
+            "zorder": 2.5 + ranked.index(level) / len(levels),
         }
         options.update(kwargs)
         (line,) = ax.plot(x, _floats(part["rate"]), **options)
+        name = str(line.get_label())
+        if groups and np.isfinite(lowest[level]):
+            name += f" (lowest {_percent_text(lowest[level])})"
+        swatch = Patch(facecolor=line.get_color(), alpha=band_alpha, linewidth=0)
+        entries.append((swatch, line) if band and groups else line)
+        names.append(name)
         if band:
             ax.fill_between(
                 x,
                 _floats(part["ci_low"]),
                 _floats(part["ci_high"]),
                 color=line.get_color(),
-                alpha=0.25 if len(levels) == 1 else 0.18 if len(levels) <= 3 else 0.1,
+                alpha=band_alpha,
                 linewidth=0,
                 label="_nolegend_",
                 zorder=1,  # under every group's line, not only its own
             )
-    if band:
-        handles, _ = ax.get_legend_handles_labels()
-        note = Patch(facecolor=_OTHER_COLOR, alpha=0.25, label="confidence band")
-        _legend(ax, [*handles, note], outside=len(levels) > 3)
+    if band and not groups:
+        entries.append(swatch)
+        names.append("confidence band")
+    outside = len(levels) > 3
+    if outside:
+        _fit_figure(ax)
+        placement: dict[str, Any] = {
+            "loc": "upper left",
+            "bbox_to_anchor": (1.01, 1.0),
+            "borderaxespad": 0.0,
+            "frameon": False,
+        }
     else:
-        _legend(ax, outside=len(levels) > 3)
-    ax.set_ylim(-0.02, 1.02)
-    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+        placement = {"loc": "best", "framealpha": 0.85}
+    legend = ax.legend(entries, names, fontsize="small", **placement)
+    if band and groups:
+        legend.set_title("shade: confidence band", prop=FontProperties(size="small"))
+    finite = rates[np.isfinite(rates)]
+    low = float(finite.min()) if finite.size else 0.0
+    # Down to a round percentage below the lowest rate, with room for the dip to show.
+    step = 0.01 if low >= 0.95 else 0.05 if low >= 0.5 else 0.1
+    bottom = max(0.0, np.floor((low - max(0.1 * (1.0 - low), 0.005)) / step) * step)
+    shared = [other for other in ax.get_shared_y_axes().get_siblings(ax) if other is not ax]
+    if any(other.lines for other in shared):
+        # A y axis shared with plots already drawn keeps their lowest rates in view too.
+        bottom = min(bottom, float(ax.get_ylim()[0]))
+    ax.set_ylim(bottom, 1.0 + 0.03 * (1.0 - bottom))
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=None))
     _format_time_axis(ax)
     ax.set_ylabel("success rate (%)")
     ax.set_title(title)
@@ -469,7 +593,7 @@ def latency(
         log = positive.size > 0 and float(positive.max()) >= 100.0 * float(positive.min())
     if log:
         ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        _log_axis(ax.yaxis, positive)
     else:
         ax.set_ylim(bottom=0)
     ax.set_ylabel(ylabel)
@@ -558,19 +682,26 @@ def utilization(
 
 @share_docs
 @_literal_text
-def retry_outcomes(frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -> Axes:
+def retry_outcomes(
+    frame: pd.DataFrame, *, log: bool = True, ax: Axes | None = None, **kwargs: Any
+) -> Axes:
     """Tasks reaching each attempt and how that attempt ended, with eventual success.
 
-    Each attempt number gets a pale bar of the tasks that reached it and, inside it, the
-    attempts that completed, failed or were abandoned, stacked. The chance that a task still
-    failing at attempt *k* eventually succeeds is a line on a twin percent axis on the right
-    (find it in ``ax.figure.axes``).
+    Each attempt number gets a pale bar of the tasks that reached it and, inside it, bars
+    side by side of the attempts that completed, failed or were abandoned. The counts axis
+    is logarithmic, since the first attempt dwarfs the retries (``log=False`` for a linear
+    one, where the outcomes are stacked). The chance that a task still failing at attempt
+    *k* eventually succeeds is a line on a twin percent axis on the right (find it in
+    ``ax.figure.axes``).
 
     Parameters
     ----------
     frame : DataFrame
         From :func:`qanalytics.retry_outcomes`: ``attempt``, ``reached``, ``succeeded``,
         ``failed``, ``abandoned`` and ``eventual_success``.
+    log : bool, default True
+        A logarithmic counts axis with the outcomes side by side; False for a linear axis
+        with the outcomes stacked.
     {ax}
     **kwargs
         Passed to :meth:`~matplotlib.axes.Axes.bar` for the outcome bars.
@@ -607,29 +738,37 @@ def retry_outcomes(frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any
         linewidth=0.8,
         label="reached",
     )
+    outcomes = (("succeeded", "completed"), ("failed", "failed"), ("abandoned", "abandoned"))
     bottom = np.zeros(len(frame))
-    for column, outcome in (
-        ("succeeded", "completed"),
-        ("failed", "failed"),
-        ("abandoned", "abandoned"),
-    ):
+    slot = 0.7 / len(outcomes)
+    for i, (column, outcome) in enumerate(outcomes):
         heights = np.nan_to_num(_floats(frame[column]))
         options: dict[str, Any] = {
-            "width": 0.5,
+            "width": slot if log else 0.5,
             "color": OUTCOME_COLORS[outcome],
             "label": column,
             "linewidth": 0,
         }
         options.update(kwargs)
-        ax.bar(x, heights, bottom=bottom, **options)
-        bottom = bottom + heights
-    # Later attempts are small beside the first: the tick labels carry their counts, where
-    # no bar or line can cover them.
+        if log:  # side by side: on a log axis a stacked segment's length means nothing
+            ax.bar(x - 0.35 + slot * (i + 0.5), heights, **options)
+        else:
+            ax.bar(x, heights, bottom=bottom, **options)
+            bottom = bottom + heights
+    # The tick labels carry the counts reaching each attempt, where no bar or line can
+    # cover them.
     ax.set_xticks(x, [f"{a:.0f}\n({n:,.0f})" for a, n in zip(x, reached, strict=True)])
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("attempt (tasks reaching it)")
-    ax.set_ylabel("tasks")
-    ax.set_ylim(0, float(reached.max()) * 1.05 or 1.0)
+    top = float(reached.max()) or 1.0
+    if log:
+        ax.set_yscale("log")
+        ax.set_ylim(0.7, top * 1.6)
+        _log_axis(ax.yaxis, [1.0, top])
+        ax.set_ylabel("tasks (log scale)")
+    else:
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(0, top * 1.05)
+        ax.set_ylabel("tasks")
     # Room above the axes for a one-row legend: inside it would cover bars or the line.
     ax.set_title(title, pad=26)
     right = ax.twinx()
@@ -644,7 +783,7 @@ def retry_outcomes(frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any
     )
     right.set_ylim(-0.02, 1.02)
     right.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
-    right.set_ylabel("P(eventually succeeds) (%)")
+    right.set_ylabel("succeed later after failing here (%)")
     handles, _ = ax.get_legend_handles_labels()
     entries = len(handles) + 1
     # One row of entries when the axes are wide enough, else rows of three, so the labels
@@ -658,6 +797,7 @@ def retry_outcomes(frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any
     ncols = entries if width_in >= 6.5 else min(3, entries)
     rows = -(-entries // ncols)
     ax.set_title(title, pad=12 + 14 * rows)
+    _fit_figure(ax)
     ax.legend(
         handles=[*handles, line],
         loc="lower left",
@@ -669,5 +809,3 @@ def retry_outcomes(frame: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any
         fontsize="small",
     )
     return ax
-
-

@@ -350,6 +350,11 @@ def _read_attempts(db: Store, where: str, params: list[Any]) -> pd.DataFrame:
     )
 
 
+def _has_external_ids(db: Store) -> bool:
+    # Schema version 3 added tasks.external_id; an older file opened read-only lacks it.
+    return db.schema_version >= 3
+
+
 @share_docs
 def tasks(
     db: Store,
@@ -389,18 +394,22 @@ def tasks(
         ``run_after`` (the stored schedule), ``first_claimed_at``, ``started_at`` (the
         latest claim), ``finished_at`` (UTC), ``worker_id`` (category: the latest
         claimant, NaN while queued), ``wait_s`` (created to first claim), ``run_s``
-        (latest claim to finish, NaN until finished), ``error`` (object). Sorted by id.
+        (latest claim to finish, NaN until finished), ``error`` (object),
+        ``external_id`` (object: the id the task has in the queue it was recorded from,
+        such as Celery's task UUID; None for tasks enqueued through qanalytics). Sorted by
+        id.
     """
     statuses = _names(status, "status", TASK_STATUSES)
     type_list = _names(types, "types")
     id_list = _task_ids(ids)
     if db.layout == "classic":  # no per-attempt rows: the classic layout has its own reading
-        found = classic.tasks(
+        frame = classic.tasks(
             db, status=statuses, types=type_list, since=since, until=until, now=now
         )
+        frame["external_id"] = pd.Series([None] * len(frame), dtype=object, index=frame.index)
         if id_list is None:
-            return found
-        return found[found["id"].isin(id_list)].reset_index(drop=True)
+            return frame
+        return frame[frame["id"].isin(id_list)].reset_index(drop=True)
     lo, hi, at = resolve_window(db, since, until, now)
     wk = worker_keys(db, at)
     where, params = window_where("t.created_at", lo, hi)
@@ -415,7 +424,9 @@ def tasks(
         params.extend(values)
     raw = db.read_frame(
         "SELECT t.id, t.type, t.status, t.priority, t.max_attempts, t.created_at, t.run_after,"
-        " IFNULL(t.finished_at, -1.0), IFNULL(t.error, '') FROM tasks t WHERE "
+        " IFNULL(t.finished_at, -1.0), IFNULL(t.error, ''), "
+        + ("IFNULL(t.external_id, '')" if _has_external_ids(db) else "''")
+        + " FROM tasks t WHERE "
         + " AND ".join(where)
         + " ORDER BY t.id",
         params,
@@ -429,6 +440,7 @@ def tasks(
             "run_after": "float64",
             "finished_at": "time?",
             "error": "str?",
+            "external_id": "str?",
         },
         action="read tasks",
     )
@@ -488,6 +500,7 @@ def tasks(
             "wait_s": first_claim - created,
             "run_s": finished - started,
             "error": pd.Series(error, dtype=object),
+            "external_id": pd.Series(raw["external_id"].to_numpy(dtype=object), dtype=object),
         }
     )
     if statuses is not None:

@@ -67,6 +67,7 @@ from .common import (
     resolve_window,
     window_where,
 )
+from .coverage import overlap_s, unobserved_intervals
 from .rollups import history_horizon, rollup_columns, stable_read
 
 __all__ = [
@@ -88,7 +89,7 @@ CONTEXT_BEATS = 100
 #: history read and no ``min_gap``): the default ``stale_after`` of :func:`workers`.
 UNMEASURED_THRESHOLD_S = 300.0
 
-ENDED_BY_DTYPE = pd.CategoricalDtype(["resumed", "removed", "still silent"])
+ENDED_BY_DTYPE = pd.CategoricalDtype(["resumed", "removed", "still silent", "not observed"])
 #: ``resolution`` of a row: from a raw beat, or from a minute rolled up by ``prune``.
 RESOLUTION_DTYPE = pd.CategoricalDtype(["raw", "minute"])
 
@@ -478,6 +479,9 @@ class _Liveness:
     outage_before: np.ndarray  # bool: the gap before this beat is an outage
     tail_end: np.ndarray  # float: removal time or now, meaningful at seg_end
     tail_outage: np.ndarray  # bool: the silence after this (last) beat is an outage
+    # Outage silences not observed (a recorder was not listening; see _unobserved_silences).
+    blind_before: np.ndarray
+    blind_tail: np.ndarray
 
 
 def _liveness(db: Store, since: float | None, now: float, min_gap: Any) -> _Liveness:
@@ -489,7 +493,12 @@ def _liveness(db: Store, since: float | None, now: float, min_gap: Any) -> _Live
         outage_before = (beats.gap > thr) & ~beats.inner
     tail_end = np.where(np.isnan(beats.removal), now, beats.removal)
     tail_outage = beats.seg_end & ((tail_end - beats.at) > thr)
-    return _Liveness(beats, thr, outage_before, tail_end, tail_outage)
+    blind_before, blind_tail = _unobserved_silences(
+        db, now, beats, thr, outage_before, tail_end, tail_outage
+    )
+    return _Liveness(
+        beats, thr, outage_before, tail_end, tail_outage, blind_before, blind_tail
+    )
 
 
 def _alive_arrays(live: _Liveness) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -497,12 +506,14 @@ def _alive_arrays(live: _Liveness) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if len(b.key) == 0:
         empty = np.array([], dtype="float64")
         return np.array([], dtype="int64"), empty, empty
-    run_start = b.seg_start | live.outage_before
+    # A silence nobody listened to is not an outage: the worker counts as alive through
+    # it (uptime() then leaves the unobserved time out of its buckets).
+    run_start = b.seg_start | (live.outage_before & ~live.blind_before)
     starts = np.flatnonzero(run_start)
     ends = np.append(starts[1:] - 1, len(b.key) - 1)
     start_t = b.at[starts]
     end_t = b.at[ends].copy()
-    extend = b.seg_end[ends] & ~live.tail_outage[ends]
+    extend = b.seg_end[ends] & ~(live.tail_outage[ends] & ~live.blind_tail[ends])
     end_t[extend] = live.tail_end[ends][extend]
     return b.key[starts], start_t, end_t
 
@@ -524,8 +535,10 @@ def alive_intervals(
     unless that silence is an outage; a beat followed by an outage covers only its own
     moment, so zero-length intervals appear. Consecutive covered stretches are merged.
     Alive intervals and :func:`outages` never overlap (except at endpoints) and together
-    span each life from its first beat to its removal or `now`. See the module docstring
-    for the outage threshold.
+    span each life from its first beat to its removal or `now`, with one exception: a
+    silence no recorder heard (``ended_by="not observed"``, see
+    :mod:`qanalytics.read.coverage`) is not evidence of death and counts as alive here.
+    See the module docstring for the outage threshold.
 
     Parameters
     ----------
@@ -670,9 +683,11 @@ def outages(
         ``duration_s`` (float); ``ongoing`` (bool); ``tasks_in_flight`` (list of int:
         tasks the worker held at `start`, i.e. attempts claimed at or before it and not
         finished by it, plus the task named by that beat); ``ended_by`` (category:
-        resumed / removed / still silent); ``resolution`` (category: ``minute`` when the
-        silence starts before the store's raw history, see below, else ``raw``). Sorted
-        by worker and start.
+        resumed / removed / still silent, or ``not observed`` when part of the silence
+        fell while no recorder was listening, see :mod:`qanalytics.record`, and the part
+        heard is no longer than the threshold: no evidence of an outage); ``resolution``
+        (category: ``minute`` when the silence starts before the store's raw history, see
+        below, else ``raw``). Sorted by worker and start.
 
     Notes
     -----
@@ -705,6 +720,8 @@ def outages(
     if lo is not None:
         keep &= end >= lo
     key, start, end, ended_by = key[keep], start[keep], end[keep], ended_by[keep]
+    blind = np.concatenate([live.blind_before[gap_idx], live.blind_tail[tail_idx]])[keep]
+    ended_by = np.where(blind, "not observed", ended_by).astype(object)
     beat_task = b.task[start_idx][keep]
     minute = b.minute[start_idx][keep]
     held = _tasks_held(db, key, start, beat_task)
@@ -722,6 +739,56 @@ def outages(
     )
     frame = frame.sort_values(["worker_id", "start"], kind="stable").reset_index(drop=True)
     return mark_horizon(frame, b.horizon)
+
+
+# -- recorder coverage (see .coverage) -----------------------------------------------------
+# A store written by a recorder of another queue knows when it was listening. A silence is
+# evidence that a worker was down only for the part of it someone listened to: when that
+# part is not itself longer than the worker's threshold, outages() says "not observed"
+# (a recorder restart, say), and uptime() leaves unobserved time out of each bucket (NaN
+# when nothing of a bucket was observed). Stores without coverage rows are unaffected.
+def _unobserved_silences(
+    db: Store,
+    now: float,
+    beats: _Beats,
+    thr: np.ndarray,
+    outage_before: np.ndarray,
+    tail_end: np.ndarray,
+    tail_outage: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which outage silences (before a beat, after a life's last beat) were not observed."""
+    blind_before = np.zeros(len(beats.at), dtype=bool)
+    blind_tail = np.zeros(len(beats.at), dtype=bool)
+    gaps = unobserved_intervals(db, now=now)
+    if not gaps or len(beats.at) == 0:
+        return blind_before, blind_tail
+    for mask, out, lo, hi in (
+        (outage_before, blind_before, beats.at - np.nan_to_num(beats.gap), beats.at),
+        (tail_outage, blind_tail, beats.at, tail_end),
+    ):
+        idx = np.flatnonzero(mask)
+        unheard = overlap_s(lo[idx], hi[idx], gaps)
+        with np.errstate(invalid="ignore"):
+            out[idx] = (unheard > 0) & ~((hi[idx] - lo[idx] - unheard) > thr[idx])
+    return blind_before, blind_tail
+
+
+def _minus_unobserved(
+    db: Store, now: float, key: np.ndarray, start: np.ndarray, end: np.ndarray
+) -> tuple[list[tuple[float, float]], np.ndarray, np.ndarray, np.ndarray]:
+    """The unobserved intervals, and the alive intervals with those parts cut out."""
+    gaps = unobserved_intervals(db, now=now)
+    if not gaps or len(start) == 0:
+        return gaps, key, start, end
+    keys, starts, ends = [key], [start], [end]
+    for a, b in gaps:
+        cur_k, cur_s, cur_e = keys[-1], starts[-1], ends[-1]
+        left = cur_s < a  # the part before the gap
+        right = cur_e > b  # the part after it
+        keys.append(np.concatenate([cur_k[left], cur_k[right]]))
+        starts.append(np.concatenate([cur_s[left], np.maximum(cur_s[right], b)]))
+        ends.append(np.concatenate([np.minimum(cur_e[left], a), cur_e[right]]))
+    return gaps, keys[-1], starts[-1], ends[-1]
 
 
 def _tasks_held(
@@ -799,7 +866,9 @@ def uptime(
     -------
     pandas.DataFrame
         ``worker_id`` (category), ``bucket`` (UTC, bucket start), ``alive_fraction``
-        (float in [0, 1]), sorted by worker and bucket. Before the store's raw history
+        (float in [0, 1]), sorted by worker and bucket. In a store written by a recorder
+        (:mod:`qanalytics.record`), time no recorder listened is left out of the bucket,
+        and a bucket with nothing observed has NaN (not observed). Before the store's raw history
         starts, a rolled-up minute counts as alive from its first to its last beat (see
         :func:`alive_intervals`); ``attrs["raw_history_starts_at"]`` then says where raw
         history starts.
@@ -820,6 +889,7 @@ def uptime(
     key, start, end = _alive_arrays(live)
     if len(key) == 0:
         return mark_horizon(empty_frame(dtypes), live.beats.horizon)
+    unobserved, key, start, end = _minus_unobserved(db, at, key, start, end)
     first_beat = pd.Series(live.beats.at).groupby(live.beats.key).min()
     window_lo = float(first_beat.min()) if lo is None else lo
     # Each worker's span of rows: from its first beat (or the window start) to the window
@@ -877,10 +947,15 @@ def uptime(
         rows["bucket"], rows["life_lo"]
     )
     alive = rows["alive"].fillna(0.0).to_numpy(dtype="float64")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        fraction = np.where(observed > 0, alive / observed, 0.0)
     # A bucket that starts exactly at the window's end has nothing observed.
     has = np.asarray(observed > 0, dtype=bool)
+    if unobserved:
+        seen = np.asarray(observed, dtype="float64")
+        lo_b = np.maximum(rows["bucket"].to_numpy(), rows["life_lo"].to_numpy())
+        seen = seen - overlap_s(lo_b, lo_b + np.maximum(seen, 0.0), unobserved)
+        observed = np.where(has & (seen <= 1e-9), np.nan, seen)  # nothing of it observed
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fraction = np.where(observed > 0, alive / observed, np.where(has, np.nan, 0.0))
     frame = pd.DataFrame(
         {
             "worker_id": wk.categorical(rows["key"].to_numpy()[has]),

@@ -39,6 +39,7 @@ __all__ = [
     "ReportWindow",
     "Table",
     "callout",
+    "capacity_short",
     "fmt_count",
     "fmt_duration",
     "fmt_freq",
@@ -557,6 +558,41 @@ def fmt_freq(freq: str) -> str:
     if seconds % 60 == 0:
         return f"{seconds // 60} min"
     return f"{seconds} s"
+
+
+def capacity_short(plan: pd.DataFrame, *, decimals: int = 1) -> pd.Series:
+    """Which hours of a capacity plan had fewer workers alive than recommended.
+
+    The mean alive is compared as the report shows it, rounded to `decimals`, so a
+    flagged hour always reads as short: "25.9 alive / 26 recommended" is short, "26.0
+    alive / 26 recommended" is not, whatever the unrounded mean (25.96) was.
+
+    Parameters
+    ----------
+    plan : DataFrame
+        From :func:`qanalytics.capacity.plan` by hour of day: ``recommended_workers`` and
+        ``workers_alive``.
+    decimals : int, default 1
+        The decimals the report shows ``workers_alive`` with.
+
+    Returns
+    -------
+    Series of bool
+        True where the rounded mean alive is below the recommendation; False where
+        either is missing.
+
+    Raises
+    ------
+    ValueError
+        If `plan` lacks one of the two columns.
+    """
+    missing = [c for c in ("recommended_workers", "workers_alive") if c not in plan.columns]
+    if missing:
+        raise ValueError(f"capacity_short(): plan is missing column(s) {', '.join(missing)}")
+    recommended = pd.to_numeric(plan["recommended_workers"], errors="coerce").astype("float64")
+    alive = pd.to_numeric(plan["workers_alive"], errors="coerce").astype("float64")
+    short = recommended > alive.round(decimals)
+    return short & recommended.notna() & alive.notna()
 
 
 def fmt_count(value: Any) -> str:

@@ -105,8 +105,26 @@ CREATE TABLE meta (
 ) WITHOUT ROWID;
 """
 
+# Version 3: recording external queues (qanalytics.record). A task recorded from another
+# queue keeps that queue's own id (Celery's task UUID) in ``external_id``, unique where set;
+# ``recorder_coverage`` holds the periods a recorder was listening, so a silence outside
+# them reads as "not observed" rather than as an outage of the workers.
+_V3 = """
+ALTER TABLE tasks ADD COLUMN external_id TEXT;
+CREATE UNIQUE INDEX tasks_external_id ON tasks (external_id) WHERE external_id IS NOT NULL;
+
+CREATE TABLE recorder_coverage (
+    id           INTEGER PRIMARY KEY,
+    source       TEXT NOT NULL,
+    started_at   REAL NOT NULL,
+    last_seen_at REAL NOT NULL CHECK (last_seen_at >= started_at),
+    ended_at     REAL CHECK (ended_at IS NULL OR ended_at >= started_at)
+);
+CREATE INDEX recorder_coverage_started ON recorder_coverage (started_at);
+"""
+
 #: Ordered migrations; entry ``i`` takes the schema from version ``i`` to ``i + 1``.
-MIGRATIONS: list[str] = [_V1, _V2]
+MIGRATIONS: list[str] = [_V1, _V2, _V3]
 
 #: The schema version this code writes and reads.
 SCHEMA_VERSION = len(MIGRATIONS)

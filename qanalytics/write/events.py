@@ -1,0 +1,810 @@
+"""Writing another queue's events: apply a batch of normalised events in one transaction.
+
+A recorder (:mod:`qanalytics.record.celery`) turns each event of another queue into a
+:class:`RecordedEvent` and hands batches of them to :meth:`EventWriter.apply`. Every row
+written is stamped with the event's own time, never the recorder's clock, and applying is
+idempotent: events may arrive duplicated, out of order, or for tasks and workers first seen
+in the middle of their life, and none of these raises or loses a row.
+
+The mapping onto the store:
+
+=====================  ==========================================================
+event                  effect
+=====================  ==========================================================
+``worker-online``      register the worker (a revival after ``worker-offline``), one beat
+``worker-heartbeat``   one heartbeat row (registers or revives a worker seen first here)
+``worker-offline``     the worker is removed (softly: history stays)
+``task-sent``          the task exists, queued (created at the event)
+``task-received``      the same; for a retry, the retry's ``eta`` becomes ``run_after``
+``task-started``       a new attempt on that worker; the task is processing
+``task-succeeded``     the attempt and task complete (``runtime`` dates a missed start)
+``task-failed``        the attempt and task fail, with the exception text
+``task-retried``       the attempt fails, the task is queued again
+``task-revoked``       the task is cancelled (its open attempt too)
+``task-rejected``      the open attempt is abandoned; queued again if requeued
+=====================  ==========================================================
+
+Duplicates are recognised by their timestamps (a duplicated event carries the same one).
+A task's state only moves to an event at least as late as the state it holds, so a late
+event adds its history (an attempt, a worker event) without rolling the task back. A task
+first seen after its start has type ``"unknown"`` until an event naming it arrives. The
+queue does not announce how many attempts a task may take, so ``max_attempts`` is the
+number of attempts seen.
+
+Coverage: :meth:`EventWriter.start_coverage` opens a listening period in
+``recorder_coverage``, every :meth:`~EventWriter.apply` extends it, and
+:meth:`~EventWriter.end_coverage` closes it.
+:func:`qanalytics.read.coverage.unobserved_intervals` reads back when nobody was listening.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..store import Store
+from .workers import check_worker_id, encode_json
+
+__all__ = [
+    "EVENT_KINDS",
+    "UNKNOWN_TYPE",
+    "ApplyResult",
+    "EventWriter",
+    "RecordedEvent",
+]
+
+#: The event kinds :meth:`EventWriter.apply` understands, in the order events with the
+#: same timestamp are applied.
+EVENT_KINDS = (
+    "worker-online",
+    "worker-heartbeat",
+    "task-sent",
+    "task-received",
+    "task-started",
+    "task-retried",
+    "task-succeeded",
+    "task-failed",
+    "task-rejected",
+    "task-revoked",
+    "worker-offline",
+)
+_RANK = {kind: i for i, kind in enumerate(EVENT_KINDS)}
+
+#: The type of a task first seen after its start (its name arrives with sent/received).
+UNKNOWN_TYPE = "unknown"
+
+_FINAL = ("completed", "failed", "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """One queue event, normalised for :class:`EventWriter`.
+
+    Attributes
+    ----------
+    kind : str
+        One of :data:`EVENT_KINDS`.
+    at : float
+        When it happened, epoch seconds, as the sender stamped it.
+    worker : str or None
+        The worker it concerns or came from (Celery's hostname, ``celery@host``).
+    task : str or None
+        The task's id in the recorded queue (Celery's UUID); required for task events.
+    name : str or None
+        The task's name (its type), when the event carries it.
+    eta : float or None
+        Not to run before this (a retry's countdown), epoch seconds.
+    retries : int or None
+        How many times the task had been retried when the message was sent.
+    runtime : float or None
+        Seconds the successful attempt ran.
+    error : str or None
+        The exception text of a failure or retry.
+    requeue : bool
+        For ``task-rejected``: whether the message went back to the queue.
+    capabilities : mapping or None
+        What a worker announced about itself (hostname, pid, software, beat frequency).
+    """
+
+    kind: str
+    at: float
+    worker: str | None = None
+    task: str | None = None
+    name: str | None = None
+    eta: float | None = None
+    retries: int | None = None
+    runtime: float | None = None
+    error: str | None = None
+    requeue: bool = False
+    capabilities: Mapping[str, Any] | None = None
+
+
+@dataclass
+class ApplyResult:
+    """What one :meth:`EventWriter.apply` call did.
+
+    Attributes
+    ----------
+    applied : int
+        Events that changed the store.
+    duplicates : int
+        Events already recorded (same kind, subject and timestamp).
+    ignored : int
+        Events of a kind the writer does not know, or missing what their kind needs.
+    by_kind : dict of str to int
+        Applied events per kind.
+    """
+
+    applied: int = 0
+    duplicates: int = 0
+    ignored: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: ApplyResult) -> None:
+        """Add another result's counts to this one.
+
+        Parameters
+        ----------
+        other : ApplyResult
+        """
+        self.applied += other.applied
+        self.duplicates += other.duplicates
+        self.ignored += other.ignored
+        for kind, n in other.by_kind.items():
+            self.by_kind[kind] = self.by_kind.get(kind, 0) + n
+
+
+# The task row as the writer reads it.
+_TASK_STATE = (
+    "SELECT id, type, status, attempts, max_attempts, created_at, started_at, finished_at"
+    " FROM tasks WHERE external_id = ?"
+)
+# A beat, unless already recorded, holding the task the worker started last and still runs.
+_INSERT_HELD_BEAT = (
+    "INSERT INTO heartbeats (worker_key, at, task_id) SELECT ?1, ?2,"
+    " (SELECT id FROM tasks WHERE worker_key = ?1 AND status = 'processing'"
+    "  ORDER BY started_at DESC, id DESC LIMIT 1)"
+    " WHERE NOT EXISTS (SELECT 1 FROM heartbeats WHERE worker_key = ?1 AND at = ?2)"
+)
+_INSERT_BEAT = (
+    "INSERT INTO heartbeats (worker_key, at, task_id) SELECT ?1, ?2, ?3"
+    " WHERE NOT EXISTS (SELECT 1 FROM heartbeats WHERE worker_key = ?1 AND at = ?2)"
+)
+
+# A start matches an attempt already recorded from its finish (whose start was dated by
+# the runtime) when it lies this close before the dated start, or anywhere after it.
+_START_SLACK_S = 1.0
+
+
+class _Task:
+    __slots__ = (
+        "attempts",
+        "created_at",
+        "finished_at",
+        "id",
+        "max_attempts",
+        "started_at",
+        "status",
+        "type",
+    )
+
+    def __init__(self, row: tuple[Any, ...]) -> None:
+        (
+            self.id,
+            self.type,
+            self.status,
+            self.attempts,
+            self.max_attempts,
+            self.created_at,
+            self.started_at,
+            self.finished_at,
+        ) = row
+
+    def newer_than(self, at: float) -> bool:
+        """Whether the task's state dates from after `at` (so an event at `at` is history)."""
+        state_at = max(
+            self.created_at,
+            -math.inf if self.started_at is None else self.started_at,
+            -math.inf if self.finished_at is None else self.finished_at,
+        )
+        return bool(state_at > at)
+
+
+class EventWriter:
+    """Applies batches of :class:`RecordedEvent` to a store, one transaction per batch.
+
+    Parameters
+    ----------
+    db : Store
+        A writable store (schema version 3 or later, which :func:`qanalytics.connect`
+        migrates to when it opens a file for writing).
+
+    Notes
+    -----
+    Not thread-safe, like the store: one writer per store and thread. The writer caches
+    worker keys (which never change once written) to save a lookup per event.
+    """
+
+    def __init__(self, db: Store) -> None:
+        db.require_writable("record events")
+        self.db = db
+        self._workers: dict[str, int] = {}
+        self._coverage: int | None = None
+        self._result = ApplyResult()
+
+    # -- coverage -----------------------------------------------------------------------
+    def start_coverage(self, source: str, at: float) -> int:
+        """Open a listening period: from `at`, the recorder sees every event of `source`.
+
+        Parameters
+        ----------
+        source : str
+            What is listened to, e.g. ``"celery redis://host:6379/0"`` (no password).
+        at : float
+            Epoch seconds.
+
+        Returns
+        -------
+        int
+            The period's id.
+        """
+        if not isinstance(source, str) or not source.strip():
+            raise ValueError(f"source must be a non-empty str, got {source!r}")
+        at = _finite(at, "at")
+        if self._coverage is not None:
+            self.end_coverage(at)
+        with self.db.transaction("start a recorder coverage period") as conn:
+            row = conn.execute(
+                "INSERT INTO recorder_coverage (source, started_at, last_seen_at)"
+                " VALUES (?, ?, ?) RETURNING id",
+                (source, at, at),
+            ).fetchone()
+        self._coverage = int(row[0])
+        return self._coverage
+
+    def end_coverage(self, at: float) -> None:
+        """Close the open listening period at `at` (nothing happens if none is open).
+
+        Parameters
+        ----------
+        at : float
+            Epoch seconds.
+        """
+        at = _finite(at, "at")
+        if self._coverage is None:
+            return
+        with self.db.transaction("end a recorder coverage period") as conn:
+            conn.execute(
+                "UPDATE recorder_coverage SET last_seen_at = max(last_seen_at, ?1),"
+                " ended_at = max(last_seen_at, ?1) WHERE id = ?2",
+                (at, self._coverage),
+            )
+        self._coverage = None
+
+    @property
+    def listening(self) -> bool:
+        """Whether a listening period is open."""
+        return self._coverage is not None
+
+    # -- applying -----------------------------------------------------------------------
+    def apply(
+        self, events: Iterable[RecordedEvent], *, seen_at: float | None = None
+    ) -> ApplyResult:
+        """Apply a batch of events in one transaction.
+
+        Events are applied in timestamp order (the batch is sorted; ties in the order of
+        :data:`EVENT_KINDS`). Either the whole batch is written or, on an error, none of
+        it (the caches are dropped and the error raised, so the caller can retry).
+
+        Parameters
+        ----------
+        events : iterable of RecordedEvent
+        seen_at : float, optional
+            The recorder's time at the end of the batch: extends the open listening
+            period to it (also for an empty batch).
+
+        Returns
+        -------
+        ApplyResult
+            What this batch did.
+
+        Raises
+        ------
+        TypeError
+            If an item is not a :class:`RecordedEvent`.
+        ReadOnlyError, StoreError
+            If the store refuses the write.
+        """
+        batch = list(events)
+        for event in batch:
+            if not isinstance(event, RecordedEvent):
+                raise TypeError(f"events must be RecordedEvent items, not {type(event).__name__}")
+        batch.sort(key=lambda e: (e.at, _RANK.get(e.kind, len(_RANK))))
+        result = ApplyResult()
+        workers = dict(self._workers)
+        try:
+            with self.db.transaction("record a batch of queue events") as conn:
+                for event in batch:
+                    outcome = self._apply_one(conn, event)
+                    if outcome == "applied":
+                        result.applied += 1
+                        result.by_kind[event.kind] = result.by_kind.get(event.kind, 0) + 1
+                    elif outcome == "duplicate":
+                        result.duplicates += 1
+                    else:
+                        result.ignored += 1
+                if seen_at is not None and self._coverage is not None:
+                    conn.execute(
+                        "UPDATE recorder_coverage SET last_seen_at = max(last_seen_at, ?)"
+                        " WHERE id = ?",
+                        (_finite(seen_at, "seen_at"), self._coverage),
+                    )
+        except BaseException:
+            # Keys cached inside the rolled-back transaction may not exist.
+            self._workers = workers
+            raise
+        self._result.add(result)
+        return result
+
+    @property
+    def totals(self) -> ApplyResult:
+        """What every :meth:`apply` of this writer did, added up."""
+        return self._result
+
+    def _apply_one(self, conn: Any, event: RecordedEvent) -> str:
+        kind = event.kind
+        if kind not in _RANK or not _usable_time(event.at):
+            return "ignored"
+        if kind.startswith("worker-"):
+            if not event.worker:
+                return "ignored"
+            if kind == "worker-heartbeat":
+                return self._beat(conn, event)
+            if kind == "worker-online":
+                return self._online(conn, event)
+            return self._offline(conn, event)
+        if not event.task:
+            return "ignored"
+        if kind in ("task-sent", "task-received"):
+            return self._queued(conn, event)
+        if kind == "task-started":
+            return self._started(conn, event)
+        if kind in ("task-succeeded", "task-failed", "task-retried"):
+            return self._finished(conn, event)
+        if kind == "task-revoked":
+            return self._revoked(conn, event)
+        return self._rejected(conn, event)
+
+    # -- workers ------------------------------------------------------------------------
+    def _worker(self, conn: Any, event: RecordedEvent, *, beat: bool = False) -> tuple[int, bool]:
+        """The worker's key, registering it at the event if unknown.
+
+        Only a sign of life (`beat`: online or heartbeat) records a beat with the
+        registration; a worker first seen through a task event or its goodbye is
+        registered without one.
+        """
+        name = str(event.worker)
+        key = self._workers.get(name)
+        if key is not None:
+            return key, False
+        row = conn.execute("SELECT worker_key FROM workers WHERE worker_id = ?", (name,)).fetchone()
+        created = row is None
+        if created:
+            check_worker_id(name, name="worker")
+            caps = _caps(event)
+            key = int(
+                conn.execute(
+                    "INSERT INTO workers (worker_id, capabilities, registered_at,"
+                    " last_heartbeat_at) VALUES (?, ?, ?, ?) RETURNING worker_key",
+                    (name, caps, event.at, event.at if beat else None),
+                ).fetchone()[0]
+            )
+            conn.execute(
+                "INSERT INTO worker_events (worker_key, at, event, capabilities)"
+                " VALUES (?, ?, 'registered', ?)",
+                (key, event.at, caps),
+            )
+            if beat:
+                conn.execute(_INSERT_BEAT, (key, event.at, None))
+        else:
+            key = int(row[0])
+        self._workers[name] = key
+        return key, created
+
+    def _revive_if_removed(self, conn: Any, key: int, event: RecordedEvent) -> bool:
+        """Revive a removed worker that shows life after its removal."""
+        row = conn.execute(
+            "UPDATE workers SET removed_at = NULL, registered_at = ?1,"
+            " last_heartbeat_at = max(ifnull(last_heartbeat_at, ?1), ?1)"
+            " WHERE worker_key = ?2 AND removed_at IS NOT NULL AND removed_at < ?1"
+            " RETURNING capabilities",
+            (event.at, key),
+        ).fetchone()
+        if row is None:
+            return False
+        caps = _caps(event) if event.capabilities else row[0]
+        if event.capabilities:
+            conn.execute("UPDATE workers SET capabilities = ? WHERE worker_key = ?", (caps, key))
+        conn.execute(
+            "INSERT INTO worker_events (worker_key, at, event, capabilities)"
+            " VALUES (?, ?, 'registered', ?)",
+            (key, event.at, caps),
+        )
+        return True
+
+    def _record_beat(self, conn: Any, key: int, at: float) -> bool:
+        cursor = conn.execute(_INSERT_HELD_BEAT, (key, at))
+        if cursor.rowcount == 0:
+            return False
+        conn.execute(
+            "UPDATE workers SET last_heartbeat_at = max(ifnull(last_heartbeat_at, ?1), ?1)"
+            " WHERE worker_key = ?2",
+            (at, key),
+        )
+        return True
+
+    def _beat(self, conn: Any, event: RecordedEvent) -> str:
+        key, created = self._worker(conn, event, beat=True)
+        if created:
+            return "applied"
+        revived = self._revive_if_removed(conn, key, event)
+        return "applied" if self._record_beat(conn, key, event.at) or revived else "duplicate"
+
+    def _online(self, conn: Any, event: RecordedEvent) -> str:
+        key, created = self._worker(conn, event, beat=True)
+        if created:
+            return "applied"
+        if self._revive_if_removed(conn, key, event):
+            self._record_beat(conn, key, event.at)
+            return "applied"
+        seen = conn.execute(
+            "SELECT 1 FROM worker_events WHERE worker_key = ? AND at = ?"
+            " AND event IN ('registered', 'updated')",
+            (key, event.at),
+        ).fetchone()
+        if seen is not None:
+            return "duplicate"
+        caps = _caps(event)
+        # A worker that comes online while registered restarted without saying goodbye
+        # (killed), or is announced again: an update, and a sign of life.
+        conn.execute(
+            "INSERT INTO worker_events (worker_key, at, event, capabilities)"
+            " VALUES (?, ?, 'updated', ?)",
+            (key, event.at, caps),
+        )
+        conn.execute(
+            "UPDATE workers SET capabilities = ? WHERE worker_key = ?"
+            " AND ifnull(last_heartbeat_at, 0) <= ?",
+            (caps, key, event.at),
+        )
+        self._record_beat(conn, key, event.at)
+        return "applied"
+
+    def _offline(self, conn: Any, event: RecordedEvent) -> str:
+        key, _created = self._worker(conn, event)
+        seen = conn.execute(
+            "SELECT 1 FROM worker_events WHERE worker_key = ? AND at = ? AND event = 'removed'",
+            (key, event.at),
+        ).fetchone()
+        if seen is not None:
+            return "duplicate"
+        conn.execute(
+            "INSERT INTO worker_events (worker_key, at, event) VALUES (?, ?, 'removed')",
+            (key, event.at),
+        )
+        later = conn.execute(
+            "SELECT min(at) FROM heartbeats WHERE worker_key = ? AND at > ?", (key, event.at)
+        ).fetchone()[0]
+        if later is None:
+            conn.execute(
+                "UPDATE workers SET removed_at = ? WHERE worker_key = ?", (event.at, key)
+            )
+            return "applied"
+        # Beats after the goodbye were recorded first (the goodbye arrived late): the
+        # worker came back at the first of them, and stays registered.
+        back = conn.execute(
+            "SELECT 1 FROM worker_events WHERE worker_key = ? AND at > ? AND at <= ?"
+            " AND event = 'registered'",
+            (key, event.at, later),
+        ).fetchone()
+        if back is None:
+            caps = conn.execute(
+                "SELECT capabilities FROM workers WHERE worker_key = ?", (key,)
+            ).fetchone()[0]
+            conn.execute(
+                "INSERT INTO worker_events (worker_key, at, event, capabilities)"
+                " VALUES (?, ?, 'registered', ?)",
+                (key, later, caps),
+            )
+        return "applied"
+
+    # -- tasks --------------------------------------------------------------------------
+    def _task(self, conn: Any, event: RecordedEvent, created_at: float) -> tuple[_Task, bool]:
+        """The task's state, creating the task (queued, at `created_at`) if unknown."""
+        external = str(event.task)
+        row = conn.execute(_TASK_STATE, (external,)).fetchone()
+        if row is not None:
+            return _Task(tuple(row)), False
+        name = event.name if event.name else UNKNOWN_TYPE
+        check_worker_id(name, name="task name")
+        run_after = created_at if event.eta is None else max(created_at, event.eta)
+        task_id = conn.execute(
+            "INSERT INTO tasks (type, status, priority, max_attempts, created_at, run_after,"
+            " external_id) VALUES (?, 'queued', 100, 1, ?, ?, ?) RETURNING id",
+            (name, created_at, run_after, external),
+        ).fetchone()[0]
+        return _Task((task_id, name, "queued", 0, 1, created_at, None, None)), True
+
+    def _name_task(self, conn: Any, task: _Task, event: RecordedEvent) -> bool:
+        if event.name and task.type == UNKNOWN_TYPE:
+            check_worker_id(event.name, name="task name")
+            conn.execute("UPDATE tasks SET type = ? WHERE id = ?", (event.name, task.id))
+            return True
+        return False
+
+    def _queued(self, conn: Any, event: RecordedEvent) -> str:
+        task, created = self._task(conn, event, event.at)
+        if created:
+            return "applied"
+        changed = self._name_task(conn, task, event)
+        if event.at < task.created_at:
+            # Sent before it was received (or a clock ahead): the earlier is the creation.
+            conn.execute(
+                "UPDATE tasks SET created_at = ?1, run_after = min(run_after, ?1) WHERE id = ?2",
+                (event.at, task.id),
+            )
+            changed = True
+        elif task.status == "queued" and event.retries and event.eta is not None:
+            # The retry's message: it may not run before its countdown ends.
+            cursor = conn.execute(
+                "UPDATE tasks SET run_after = ? WHERE id = ? AND run_after <> ?",
+                (event.eta, task.id, event.eta),
+            )
+            changed = changed or cursor.rowcount > 0
+        return "applied" if changed else "duplicate"
+
+    def _started(self, conn: Any, event: RecordedEvent) -> str:
+        key = self._worker(conn, event)[0] if event.worker else None
+        task, _created = self._task(conn, event, event.at)
+        self._name_task(conn, task, event)
+        # A task has a few attempts: read them once, in the order they started.
+        rows = _attempts_of(conn, task.id) if task.attempts or task.status != "queued" else []
+        if any(r[2] == event.at for r in rows):
+            return "duplicate"
+        after = next((r for r in rows if r[2] >= event.at - _START_SLACK_S), None)
+        if after is not None:
+            number, after_key, claimed, finished, _outcome = after
+            if (
+                (after_key == key or key is None)
+                and finished is not None
+                and event.at <= finished
+                and (claimed == finished or abs(claimed - event.at) <= _START_SLACK_S)
+            ):
+                # The same attempt, recorded from its finish first (its start dated from
+                # the runtime, or not at all): its own start time replaces the guess.
+                conn.execute(
+                    "UPDATE attempts SET claimed_at = ? WHERE task_id = ? AND attempt = ?",
+                    (event.at, task.id, number),
+                )
+                if claimed == task.started_at:
+                    conn.execute(
+                        "UPDATE tasks SET started_at = ? WHERE id = ?", (event.at, task.id)
+                    )
+                return "applied"
+        earlier = [r for r in rows if r[2] < event.at]
+        before = earlier[-1] if earlier else None
+        if key is None:
+            key = before[1] if before is not None else (after[1] if after is not None else None)
+        if key is None:
+            return "ignored"  # a start from nowhere: no worker to put the attempt on
+        if before is not None and before[4] is None:
+            # Started again while the previous attempt was still open: that one's worker
+            # lost it (killed, or the message was redelivered).
+            conn.execute(
+                "UPDATE attempts SET finished_at = ?, outcome = 'abandoned', error = ?"
+                " WHERE task_id = ? AND attempt = ?",
+                (event.at, "abandoned: started again", task.id, before[0]),
+            )
+        number = max((int(r[0]) for r in rows), default=0) + 1
+        conn.execute(
+            "INSERT INTO attempts (task_id, attempt, worker_key, claimed_at) VALUES (?, ?, ?, ?)",
+            (task.id, number, key, event.at),
+        )
+        if after is not None:
+            _renumber(conn, task.id)  # a start older than attempts already recorded
+        elif task.status == "cancelled" and task.newer_than(event.at):
+            # The revocation that ended this attempt was recorded first.
+            conn.execute(
+                "UPDATE attempts SET finished_at = t.finished_at, outcome = 'cancelled',"
+                " error = t.error FROM (SELECT finished_at, error FROM tasks WHERE id = ?1) AS t"
+                " WHERE attempts.task_id = ?1 AND attempts.attempt = ?2",
+                (task.id, number),
+            )
+        if not task.newer_than(event.at):
+            conn.execute(
+                "UPDATE tasks SET status = 'processing', attempts = ?1,"
+                " max_attempts = max(max_attempts, ?1), started_at = ?2, finished_at = NULL,"
+                " worker_key = ?3, error = NULL WHERE id = ?4",
+                (number, event.at, key, task.id),
+            )
+        else:
+            conn.execute(
+                "UPDATE tasks SET attempts = max(attempts, ?1),"
+                " max_attempts = max(max_attempts, ?1) WHERE id = ?2",
+                (number, task.id),
+            )
+        return "applied"
+
+    def _finished(self, conn: Any, event: RecordedEvent) -> str:
+        kind = event.kind
+        outcome = "completed" if kind == "task-succeeded" else "failed"
+        error = None if outcome == "completed" else (event.error or kind)
+        runtime = event.runtime if kind == "task-succeeded" else None
+        if runtime is not None and not (math.isfinite(runtime) and runtime >= 0):
+            runtime = None
+        began = event.at - (runtime or 0.0)
+        key = self._worker(conn, event)[0] if event.worker else None
+        task, _created = self._task(conn, event, began)
+        self._name_task(conn, task, event)
+        rows = _attempts_of(conn, task.id) if task.attempts or task.status != "queued" else []
+        if any(r[3] == event.at and r[4] == outcome for r in rows):
+            return "duplicate"
+        # The attempt this ends: the latest one started by then, if it is still open or
+        # was only closed by a later start (this event arrived late).
+        started = [r for r in rows if r[2] <= event.at]
+        own = started[-1] if started else None
+        if own is not None and (
+            own[4] is None or (own[4] == "abandoned" and own[3] is not None and own[3] >= event.at)
+        ):
+            number, key = int(own[0]), (key if key is not None else own[1])
+            claimed = own[2]
+            conn.execute(
+                "UPDATE attempts SET finished_at = ?, outcome = ?, error = ? WHERE task_id = ?"
+                " AND attempt = ?",
+                (event.at, outcome, error, task.id, number),
+            )
+        else:
+            # The start was missed (recorder started mid-flight): date it from the runtime.
+            last = max(rows, key=lambda r: r[0]) if rows else None
+            if key is None and last is not None:
+                key = last[1]
+            if key is None:
+                return "ignored"
+            number = 1 if last is None else int(last[0]) + 1
+            claimed = began
+            if last is not None and last[3] is not None and began < last[3] <= event.at:
+                claimed = last[3]
+            conn.execute(
+                "INSERT INTO attempts (task_id, attempt, worker_key, claimed_at, finished_at,"
+                " outcome, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (task.id, number, key, claimed, event.at, outcome, error),
+            )
+            if last is not None and last[2] > claimed:
+                _renumber(conn, task.id)  # attempts that started later were recorded first
+            if claimed < task.created_at:
+                conn.execute(
+                    "UPDATE tasks SET created_at = ?1, run_after = min(run_after, ?1)"
+                    " WHERE id = ?2",
+                    (claimed, task.id),
+                )
+        if task.newer_than(event.at):
+            conn.execute(
+                "UPDATE tasks SET attempts = max(attempts, ?1),"
+                " max_attempts = max(max_attempts, ?1) WHERE id = ?2",
+                (number, task.id),
+            )
+        elif kind == "task-retried":
+            conn.execute(
+                "UPDATE tasks SET status = 'queued', attempts = max(attempts, ?1),"
+                " max_attempts = max(max_attempts, ?1 + 1), started_at = ?2,"
+                " run_after = ?3, finished_at = NULL, worker_key = NULL, error = ?4"
+                " WHERE id = ?5",
+                (number, claimed, event.at, error, task.id),
+            )
+        else:
+            conn.execute(
+                "UPDATE tasks SET status = ?1, attempts = max(attempts, ?2),"
+                " max_attempts = max(max_attempts, ?2), started_at = ?3, finished_at = ?4,"
+                " worker_key = ?5, error = ?6 WHERE id = ?7",
+                (outcome, number, claimed, event.at, key, error, task.id),
+            )
+        return "applied"
+
+    def _revoked(self, conn: Any, event: RecordedEvent) -> str:
+        task, created = self._task(conn, event, event.at)
+        if not created:
+            self._name_task(conn, task, event)
+            if task.status == "cancelled" and task.finished_at == event.at:
+                return "duplicate"
+            if task.status in ("completed", "failed") and (task.finished_at or 0) <= event.at:
+                return "duplicate"  # revoking a finished task changes nothing
+        error = event.error or "revoked"
+        conn.execute(
+            "UPDATE attempts SET finished_at = ?, outcome = 'cancelled', error = ?"
+            " WHERE task_id = ? AND outcome IS NULL AND claimed_at <= ?",
+            (event.at, error, task.id, event.at),
+        )
+        if not task.newer_than(event.at):
+            conn.execute(
+                "UPDATE tasks SET status = 'cancelled', finished_at = ?, error = ? WHERE id = ?",
+                (event.at, error, task.id),
+            )
+        return "applied"
+
+    def _rejected(self, conn: Any, event: RecordedEvent) -> str:
+        task, _created = self._task(conn, event, event.at)
+        self._name_task(conn, task, event)
+        cursor = conn.execute(
+            "UPDATE attempts SET finished_at = ?, outcome = 'abandoned', error = 'rejected'"
+            " WHERE task_id = ? AND outcome IS NULL AND claimed_at <= ?",
+            (event.at, task.id, event.at),
+        )
+        if task.newer_than(event.at) or (task.status in _FINAL and cursor.rowcount == 0):
+            return "duplicate"
+        if event.requeue:
+            conn.execute(
+                "UPDATE tasks SET status = 'queued', run_after = ?, worker_key = NULL,"
+                " error = 'rejected' WHERE id = ?",
+                (event.at, task.id),
+            )
+        else:
+            conn.execute(
+                "UPDATE tasks SET status = 'failed', finished_at = ?, error = 'rejected'"
+                " WHERE id = ?",
+                (event.at, task.id),
+            )
+        return "applied"
+
+
+def _attempts_of(conn: Any, task_id: int) -> list[tuple[Any, ...]]:
+    """A task's attempts (attempt, worker_key, claimed_at, finished_at, outcome) by start."""
+    return [
+        tuple(r)
+        for r in conn.execute(
+            "SELECT attempt, worker_key, claimed_at, finished_at, outcome FROM attempts"
+            " WHERE task_id = ? ORDER BY claimed_at, attempt",
+            (task_id,),
+        ).fetchall()
+    ]
+
+
+def _renumber(conn: Any, task_id: int) -> None:
+    """Number a task's attempts in the order they started (after a late event)."""
+    order = [
+        int(row[0])
+        for row in conn.execute(
+            "SELECT attempt FROM attempts WHERE task_id = ? ORDER BY claimed_at, attempt",
+            (task_id,),
+        ).fetchall()
+    ]
+    if order == list(range(1, len(order) + 1)):
+        return
+    # Move every number past the current ones first, so no two rows ever share one.
+    offset = max(order) + len(order)
+    conn.execute(
+        "UPDATE attempts SET attempt = attempt + ? WHERE task_id = ?", (offset, task_id)
+    )
+    for new, old in enumerate(order, start=1):
+        conn.execute(
+            "UPDATE attempts SET attempt = ? WHERE task_id = ? AND attempt = ?",
+            (new, task_id, old + offset),
+        )
+
+
+def _usable_time(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _finite(value: Any, name: str) -> float:
+    if not _usable_time(value):
+        raise ValueError(f"{name} must be finite epoch seconds, got {value!r}")
+    return float(value)
+
+
+def _caps(event: RecordedEvent) -> str:
+    caps = dict(event.capabilities or {})
+    if event.worker and "hostname" not in caps:
+        caps["hostname"] = event.worker
+    return encode_json(caps, name="capabilities", require_dict=True)
