@@ -1,6 +1,6 @@
 """How the ``qanalytics`` command prints: aligned tables, JSON and CSV on stdout.
 
-Tables are for people: a duration (a ``*_s`` column, an age) reads ``45 s``, ``32 h 26 min``
+Tables are for people: a duration (a ``*_s`` column, an age) reads ``45 s``, ``5 h 26 min``
 or ``3 d 4 h``; columns line up by display width (an East Asian wide character takes two
 columns, a combining mark none); and a cell wider than :data:`MAX_CELL_WIDTH` columns is cut
 with ``…``. JSON and CSV keep every value whole, durations as seconds.
@@ -62,7 +62,7 @@ _UNITS = (("d", 86400.0), ("h", 3600.0), ("min", 60.0), ("s", 1.0))
 
 
 def human_duration(seconds: float | None) -> str:
-    """A duration as short text for people: ``0.4 s``, ``45 s``, ``32 h 26 min``, ``3 d 4 h``.
+    """A duration as short text for people: ``0.4 s``, ``45 s``, ``5 h 26 min``, ``3 d 4 h``.
 
     The two largest units are shown (the smaller one left out when it is zero); under ten
     seconds one decimal is kept. Missing values are empty text.
