@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HEARTBEAT_S = 1  # the workers' --heartbeat-interval (whole seconds)
 
 
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
+def wait_for(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
     """Poll `condition` until it returns something truthy; fail saying `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
@@ -164,6 +164,10 @@ def coverage(store: qa.Store) -> list[tuple[Any, ...]]:
     ]
 
 
+def heard_after(store: qa.Store, at: float) -> bool:
+    return bool(store.query("SELECT count(*) FROM heartbeats WHERE at > ?", (at,))[0][0])
+
+
 def task_states(store: qa.Store) -> dict[str, str]:
     frame = qa.tasks(store)
     return dict(zip(frame["external_id"], frame["status"].astype(str), strict=True))
@@ -214,7 +218,7 @@ def _run_story(fleet: Fleet, tasks: Any, out: dict[str, Any]) -> None:
         + [tasks.flaky.delay(5)]
     )
     for result in sent:
-        result.get(timeout=30, propagate=False)
+        result.get(timeout=90, propagate=False)
     celery_states = {r.id: r.state for r in sent}
     out["celery_states"] = celery_states
     out["retry_once"] = [r.id for r in sent[9:11]]
@@ -228,11 +232,11 @@ def _run_story(fleet: Fleet, tasks: Any, out: dict[str, Any]) -> None:
 
     # 3. Stop the recorder; a task starts while nobody listens and ends after the restart.
     first.send_signal(signal.SIGTERM)
-    out["first_exit"] = first.wait(timeout=20)
+    out["first_exit"] = first.wait(timeout=60)
     out["first_log"] = fleet.log("recorder-1")
     unseen = [tasks.add.delay(100, i) for i in range(2)]
     for result in unseen:
-        result.get(timeout=30)
+        result.get(timeout=90)
     out["unseen"] = [r.id for r in unseen]
     marker = fleet.folder / "mid-flight.started"
     release = fleet.folder / "mid-flight.release"
@@ -241,8 +245,15 @@ def _run_story(fleet: Fleet, tasks: Any, out: dict[str, Any]) -> None:
     out["mid_started"] = marker.stat().st_mtime
     second = fleet.recorder("recorder-2")
     wait_for(lambda: len(read(db, coverage) or []) == 2, "the recorder to listen again")
+    # Listening starts before the broker has the subscription in place; a heartbeat heard
+    # after the restart proves events reach the recorder, so the finish cannot be missed.
+    restarted = read(db, coverage)[1][0]
+    wait_for(
+        lambda: read(db, lambda s: heard_after(s, restarted)),
+        "the restarted recorder to hear a heartbeat",
+    )
     release.touch()
-    mid.get(timeout=30)
+    mid.get(timeout=90)
     out["mid"] = mid.id
     wait_for(lambda: (read(db, task_states) or {}).get(mid.id) == "completed",
              "the mid-flight task to be recorded")
@@ -264,7 +275,7 @@ def _run_story(fleet: Fleet, tasks: Any, out: dict[str, Any]) -> None:
     w2.wait(timeout=10)
     out["killed_at"] = time.time()
     w1.send_signal(signal.SIGTERM)
-    out["w1_exit"] = w1.wait(timeout=30)
+    out["w1_exit"] = w1.wait(timeout=60)
 
     def w1_removed_w2_stale() -> bool:
         frame = read(
@@ -279,9 +290,9 @@ def _run_story(fleet: Fleet, tasks: Any, out: dict[str, Any]) -> None:
         out = read(db, lambda s: qa.outages(s))
         return bool((out["ongoing"] & (out["worker_id"] == "w2@fleet")).any())
 
-    wait_for(w1_removed_w2_stale, "w1 removed, w2 stale with an ongoing outage", timeout=30)
+    wait_for(w1_removed_w2_stale, "w1 removed, w2 stale with an ongoing outage", timeout=90)
     second.send_signal(signal.SIGTERM)
-    out["second_exit"] = second.wait(timeout=20)
+    out["second_exit"] = second.wait(timeout=60)
     out["second_log"] = fleet.log("recorder-2")
 
 
