@@ -87,15 +87,17 @@ def _tail_counts(
         (at,),
         action="count heartbeats after now",
     )
+    # "+ 0" keeps the planner on the finish-time index (without statistics it would
+    # walk another index for the grouping or the claim-time bound, through every row).
     done = db.query(
-        "SELECT worker_key, outcome, count(*) FROM attempts WHERE finished_at > ?"
-        " AND outcome IN ('completed', 'failed') GROUP BY worker_key, outcome",
+        "SELECT worker_key + 0, outcome, count(*) FROM attempts WHERE finished_at > ?"
+        " AND outcome IN ('completed', 'failed') GROUP BY worker_key + 0, outcome",
         (at,),
         action="count attempts finished after now",
     )
     open_now = db.query(
         "SELECT worker_key, claimed_at, task_id FROM attempts"
-        " WHERE (finished_at IS NULL OR finished_at > ?1) AND claimed_at <= ?1",
+        " WHERE (finished_at IS NULL OR finished_at > ?1) AND claimed_at + 0 <= ?1",
         (at,),
         action="find the attempts open at now",
     )

@@ -116,7 +116,7 @@ CREATE TABLE meta (
 # completed and failed attempts, kept by the write path and by prune in the same
 # transaction as the rows they count, so workers() reads them instead of counting the
 # history; the migration fills them once. attempts_finished finds what finished after a
-# past `now` (subtracted from the counters) and the attempts still open.
+# past `now` (subtracted from the counters; it covers that count) and the attempts still open.
 _V3 = """
 ALTER TABLE workers ADD COLUMN heartbeats INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE workers ADD COLUMN tasks_completed INTEGER NOT NULL DEFAULT 0;
@@ -129,7 +129,7 @@ UPDATE workers SET
     AND a.outcome = 'completed'),
   tasks_failed = (SELECT count(*) FROM attempts a WHERE a.worker_key = workers.worker_key
     AND a.outcome = 'failed');
-CREATE INDEX attempts_finished ON attempts (finished_at);
+CREATE INDEX attempts_finished ON attempts (finished_at, worker_key, outcome);
 """
 
 #: Ordered migrations; entry ``i`` takes the schema from version ``i`` to ``i + 1``.
