@@ -263,3 +263,111 @@ def test_migration_backfills_the_counters(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(before, after)
     assert after.loc["a", "current_task_id"] == 3
     assert list(after["heartbeats"]) == [7, 1]
+
+
+def _liveness_answers(db: qa.Store, end: float) -> dict[str, pd.DataFrame]:
+    span = end - T0
+    return {
+        "outages": qa.outages(db),
+        "outages_min_gap": qa.outages(db, min_gap=30),
+        "outages_window": qa.outages(db, since=T0 + span / 3, until=T0 + span / 2),
+        "outages_past": qa.outages(db, now=T0 + span * 0.7),
+        "uptime": qa.uptime(db, freq="10min"),
+        "uptime_window": qa.uptime(db, freq="7min", since=T0 + span / 4),
+        "alive": qa.alive_intervals(db, since=T0 + span / 5),
+    }
+
+
+@pytest.mark.parametrize("seed", [6, 7])
+def test_liveness_read_in_groups_of_workers_equals_one_read(
+    db: qa.Store, clock: qa.FakeClock, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import qanalytics.read.liveness as liveness
+
+    _random_history(db, clock, seed, steps=220)
+    # A worker with one beat has no interval of its own: the fleet's is used, which
+    # a grouped read can only know after reading every group.
+    qa.register_worker(db, "lone")
+    clock.advance(900)
+    end = clock.now
+
+    def compare() -> None:
+        whole = _liveness_answers(db, end)
+        assert len(whole["outages"]) > 3
+        monkeypatch.setattr(liveness, "GROUP_BEATS", 5)
+        assert len(liveness._key_groups(db) or []) > 2
+        grouped = _liveness_answers(db, end)
+        monkeypatch.undo()
+        for name, frame in whole.items():
+            pd.testing.assert_frame_equal(grouped[name], frame, obj=name)
+            assert grouped[name].attrs == frame.attrs, name
+
+    compare()
+    prune(db, keep=(end - T0) / 2, now=end, batch=13)
+    compare()
+
+
+def test_tasks_in_flight_match_a_plain_recount(db: qa.Store, clock: qa.FakeClock) -> None:
+    _random_history(db, clock, 8, steps=260)
+    clock.advance(600)
+    found = qa.outages(db, min_gap=25)
+    attempts = db.query(
+        "SELECT w.worker_id, a.task_id, a.claimed_at, a.finished_at"
+        " FROM attempts a JOIN workers w USING (worker_key)"
+    )
+    beat_task = {
+        (str(w), float(at)): t
+        for w, at, t in db.query(
+            "SELECT w.worker_id, h.at, h.task_id"
+            " FROM heartbeats h JOIN workers w USING (worker_key)"
+        )
+    }
+    with_tasks = 0
+    for row in found.itertuples():
+        s = row.start.timestamp()
+        want = {
+            int(t) for w, t, c, f in attempts
+            if w == row.worker_id and c <= s and (f is None or f > s)
+        }
+        if beat_task.get((row.worker_id, s)) is not None:
+            want.add(int(beat_task[(row.worker_id, s)]))
+        assert row.tasks_in_flight == sorted(want), row
+        with_tasks += bool(want)
+    assert with_tasks >= 3  # the history holds outages with tasks in flight
+
+
+def test_grouped_edges_fleet_interval_and_claims_at_the_start(
+    db: qa.Store, clock: qa.FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import qanalytics.read.liveness as liveness
+
+    for wid in ("a", "b", "c"):
+        qa.register_worker(db, wid)
+    t_done = qa.enqueue(db, "x")
+    t_held = qa.enqueue(db, "x")
+    for step in range(1, 13):
+        clock.advance(10)
+        for wid in ("a", "b"):
+            qa.heartbeat(db, wid)
+        if step == 5:
+            assert qa.claim(db, "c") is not None  # t_done, claimed at c's last beat
+            qa.heartbeat(db, "c")
+        if step == 9:
+            qa.complete(db, t_done)  # finished exactly when c's next silence starts
+            assert qa.claim(db, "c") is not None  # t_held
+            qa.heartbeat(db, "c")
+        elif step < 5:
+            qa.heartbeat(db, "c")
+    qa.register_worker(db, "lone")  # one beat: no interval of its own
+    clock.advance(100)  # > 3 x the fleet's 10 s, < the 300 s used when nothing is measured
+    whole = qa.outages(db)
+    monkeypatch.setattr(liveness, "GROUP_BEATS", 4)
+    assert len(liveness._key_groups(db) or []) >= 3
+    grouped = qa.outages(db)
+    pd.testing.assert_frame_equal(grouped, whole)
+    by_worker = {w: list(f["tasks_in_flight"]) for w, f in grouped.groupby("worker_id")}
+    assert by_worker["lone"] == [[]]  # the fleet's threshold applies to it
+    # c beats every 10 s to step 5, then at step 9: outages start at step 5 (holding
+    # t_done, claimed at that moment) and step 9 (t_done finished at that moment, so
+    # only t_held, claimed then).
+    assert by_worker["c"] == [[t_done], [t_held]]
