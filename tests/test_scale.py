@@ -307,9 +307,18 @@ def test_liveness_read_in_groups_of_workers_equals_one_read(
     compare()
 
 
-def test_tasks_in_flight_match_a_plain_recount(db: qa.Store, clock: qa.FakeClock) -> None:
+@pytest.mark.parametrize("batch", [1_000_000, 3, 1])
+def test_tasks_in_flight_match_a_plain_recount(
+    file_db: qa.Store, clock: qa.FakeClock, batch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import qanalytics.read.liveness as liveness
+
+    db = file_db  # a file: attempts and beats come through the Arrow reader
     _random_history(db, clock, 8, steps=260)
     clock.advance(600)
+    # Attempts are read in keyset batches of finish time; tiny batches cross many edges,
+    # and several attempts abandoned at one moment fill whole batches.
+    monkeypatch.setattr(liveness, "_ATTEMPTS_PER_BATCH", batch)
     found = qa.outages(db, min_gap=25)
     attempts = db.query(
         "SELECT w.worker_id, a.task_id, a.claimed_at, a.finished_at"

@@ -285,7 +285,7 @@ def check_workers(workers: Any) -> list[str] | None:
 class _Beats:
     key: np.ndarray  # int64, sorted with `at`
     at: np.ndarray  # float64
-    task: np.ndarray  # int64, -1 for none
+    task: np.ndarray  # int64, -1 for none; a SQLite raw beat: -2 - rowid (see _beat_tasks)
     seg_start: np.ndarray  # bool: first beat of a life (or of the history read)
     seg_end: np.ndarray  # bool: last beat of a life
     gap: np.ndarray  # float64, NaN at seg_start
@@ -303,8 +303,14 @@ def _read_beats(db: Store, since: float | None, now: float, keys: list[int] | No
         clause, values = in_list_sql("worker_key", keys)
         where.append(clause)
         params.extend(values)
+    # On SQLite a beat's rowid stands in for its task: (worker_key, at, rowid) is read
+    # from the covering index alone, in index order, and only the tasks of the beats
+    # that start outages are looked up (_beat_tasks).
+    sqlite = db.dialect == "sqlite"
+    task = "-2 - rowid" if sqlite else "IFNULL(task_id, -1)"
+    prior_task = "-2 - h.rowid" if sqlite else "IFNULL(h.task_id, -1)"
     frame = db.read_frame(
-        "SELECT worker_key, at, IFNULL(task_id, -1) FROM heartbeats WHERE " + " AND ".join(where),
+        f"SELECT worker_key, at, {task} FROM heartbeats WHERE " + " AND ".join(where),
         params,
         columns=cols,
         action="read heartbeats",
@@ -315,7 +321,7 @@ def _read_beats(db: Store, since: float | None, now: float, keys: list[int] | No
         # started before it), the others give its usual interval when the window itself
         # holds too few beats to judge one.
         sql = (
-            "SELECT w.worker_key, h.at, IFNULL(h.task_id, -1) FROM workers w"
+            f"SELECT w.worker_key, h.at, {prior_task} FROM workers w"
             " JOIN heartbeats h ON h.rowid IN (SELECT h2.rowid FROM heartbeats h2"
             " WHERE h2.worker_key = w.worker_key AND h2.at < ? ORDER BY h2.at DESC LIMIT ?)"
         )
@@ -845,14 +851,14 @@ def outages(
             keep &= end >= lo
         key, start, end, ended_by = key[keep], start[keep], end[keep], ended_by[keep]
         minute = b.minute[start_idx][keep]
-        held = np.empty(len(key), dtype=object)
-        held[:] = _tasks_held(db, key, start, b.task[start_idx][keep])
-        return key, start, end, ended_by, minute, held
+        return key, start, end, ended_by, minute, _beat_tasks(db, b.task[start_idx][keep])
 
     parts, horizon_at = _map_liveness(db, lo, at, min_gap, found)
-    key, start, end, ended_by, minute, held = (
+    key, start, end, ended_by, minute, beat_task = (
         np.concatenate([p[i] for p in parts]) for i in range(6)
     )
+    held = np.empty(len(key), dtype=object)
+    held[:] = _tasks_held(db, key, start, beat_task)
     frame = pd.DataFrame(
         {
             "worker_id": wk.categorical(key),
@@ -869,8 +875,36 @@ def outages(
     return mark_horizon(frame, horizon_at)
 
 
-#: Worker keys per attempts query of :func:`_tasks_held` (bound parameters stay few).
+def _beat_tasks(db: Store, task: np.ndarray) -> np.ndarray:
+    """Resolve the ``-2 - rowid`` entries of a beats' `task` array to task ids (-1: none)."""
+    task = task.copy()
+    pending = np.flatnonzero(task <= -2)
+    for i in range(0, len(pending), _KEYS_PER_QUERY):
+        part = pending[i : i + _KEYS_PER_QUERY]
+        rowids = (-2 - task[part]).tolist()
+        clause, params = in_list_sql("rowid", rowids)
+        found = dict(
+            db.query(
+                f"SELECT rowid, IFNULL(task_id, -1) FROM heartbeats WHERE {clause}",
+                params,
+                action="read the tasks of the beats that start outages",
+            )
+        )
+        task[part] = [found.get(r, -1) for r in rowids]
+    return task
+
+
+#: Beats per query of :func:`_beat_tasks` (bound parameters stay few).
 _KEYS_PER_QUERY = 500
+#: Attempts per batch of :func:`_tasks_held`.
+_ATTEMPTS_PER_BATCH = 1_000_000
+
+_ATTEMPT_COLUMNS = {
+    "worker_key": "int64",
+    "task_id": "int64",
+    "claimed_at": "float64",
+    "finished_at": "float64",
+}
 
 
 def _tasks_held(
@@ -878,9 +912,10 @@ def _tasks_held(
 ) -> list[list[int]]:
     """Per outage, the ids of tasks its worker held at the outage's start.
 
-    One range query over the attempts of the workers concerned (via the (worker_key,
-    claimed_at) index), bounded by the earliest and latest start, then each attempt is
-    matched to the starts it spans by binary search in the worker's sorted starts.
+    One range join: the attempts claimed by the latest start and open after the
+    earliest are read in finish-time order from the covering ``attempts_finished``
+    index, in batches of :data:`_ATTEMPTS_PER_BATCH`, and each is matched to the starts
+    of its worker it spans by binary search in that worker's sorted starts.
     """
     held: list[set[int]] = [set() if t < 0 else {int(t)} for t in beat_task.tolist()]
     if len(key) == 0:
@@ -888,32 +923,23 @@ def _tasks_held(
     first, last = float(start.min()), float(start.max())
     order = np.lexsort((start, key))
     s_key, s_start = key[order], start[order]
-    workers = np.unique(key)
-    for i in range(0, len(workers), _KEYS_PER_QUERY):
-        clause, params = in_list_sql("worker_key", workers[i : i + _KEYS_PER_QUERY].tolist())
-        rows = db.query(
-            "SELECT worker_key, task_id, claimed_at, finished_at FROM attempts"
-            f" WHERE {clause} AND claimed_at <= ? AND (finished_at IS NULL OR finished_at > ?)",
-            [*params, last, first],
-            action="read attempts held at outages",
-        )
-        if not rows:
-            continue
-        a_key = np.array([r[0] for r in rows], dtype="int64")
-        a_task = np.array([r[1] for r in rows], dtype="int64")
-        claimed = np.array([r[2] for r in rows], dtype="float64")
-        finished = np.array([np.inf if r[3] is None else r[3] for r in rows], dtype="float64")
-        del rows
+
+    def match(cols: dict[str, np.ndarray], still_open: bool = False) -> None:
+        a_key, a_task = cols["worker_key"], cols["task_id"]
+        claimed, finished = cols["claimed_at"], cols["finished_at"]
+        if still_open:
+            finished = np.full(len(claimed), np.inf)
         # Each attempt spans the starts s of its worker with claimed <= s < finished:
-        # positions [a, b) in the (worker, start) order, by binary search per worker.
+        # positions [a, b) in the (worker, start) order.
+        w_lo = np.searchsorted(s_key, a_key, side="left")
+        w_hi = np.searchsorted(s_key, a_key, side="right")
+        mine = np.flatnonzero(w_hi > w_lo)
         a = np.zeros(len(a_key), dtype="int64")
         b = np.zeros(len(a_key), dtype="int64")
-        by_worker = np.argsort(a_key, kind="stable")
+        by_worker = mine[np.argsort(a_key[mine], kind="stable")]
         bounds = np.flatnonzero(np.diff(a_key[by_worker])) + 1
-        for idx in np.split(by_worker, bounds):
-            wkey = a_key[idx[0]]
-            lo_w = int(np.searchsorted(s_key, wkey, side="left"))
-            hi_w = int(np.searchsorted(s_key, wkey, side="right"))
+        for idx in np.split(by_worker, bounds) if len(by_worker) else []:
+            lo_w, hi_w = int(w_lo[idx[0]]), int(w_hi[idx[0]])
             starts = s_start[lo_w:hi_w]
             a[idx] = lo_w + np.searchsorted(starts, claimed[idx], side="left")
             b[idx] = lo_w + np.searchsorted(starts, finished[idx], side="left")
@@ -925,6 +951,47 @@ def _tasks_held(
         )
         for pos, task in zip(order[pair_pos].tolist(), pair_task.tolist(), strict=True):
             held[pos].add(task)
+
+    select = "SELECT worker_key, task_id, claimed_at, finished_at FROM attempts"
+    action = "read attempts held at outages"
+    match(
+        db.read_columns(
+            "SELECT worker_key, task_id, claimed_at, claimed_at FROM attempts"
+            " WHERE finished_at IS NULL AND claimed_at <= ?",
+            [last],
+            columns=_ATTEMPT_COLUMNS,
+            action=action,
+        ),
+        still_open=True,
+    )
+    # Keyset batches in finish order; an attempt read twice at a batch edge adds the same
+    # task to the same sets again.
+    bound, op = first, ">"
+    while True:
+        cols = db.read_columns(
+            select + f" WHERE finished_at {op} ? AND claimed_at <= ?"
+            " ORDER BY finished_at LIMIT ?",
+            [bound, last, _ATTEMPTS_PER_BATCH],
+            columns=_ATTEMPT_COLUMNS,
+            action=action,
+        )
+        match(cols)
+        if len(cols["finished_at"]) < _ATTEMPTS_PER_BATCH:
+            break
+        top = float(cols["finished_at"].max())
+        if op == ">=" and top == bound:
+            # A whole batch finished at one moment: take that moment whole, move past it.
+            match(
+                db.read_columns(
+                    select + " WHERE finished_at = ? AND claimed_at <= ?",
+                    [bound, last],
+                    columns=_ATTEMPT_COLUMNS,
+                    action=action,
+                )
+            )
+            op = ">"
+        else:
+            bound, op = top, ">="
     return [sorted(h) for h in held]
 
 

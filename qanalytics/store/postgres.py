@@ -134,7 +134,8 @@ UPDATE workers SET
     AND a.outcome = 'completed'),
   tasks_failed = (SELECT count(*) FROM attempts a WHERE a.worker_key = workers.worker_key
     AND a.outcome = 'failed');
-CREATE INDEX attempts_finished ON attempts (finished_at NULLS FIRST, worker_key, outcome);
+CREATE INDEX attempts_finished ON attempts
+    (finished_at NULLS FIRST, worker_key, outcome, claimed_at, task_id);
 """
 
 #: PostgreSQL migrations, one per SQLite migration (same version numbers).

@@ -129,7 +129,8 @@ UPDATE workers SET
     AND a.outcome = 'completed'),
   tasks_failed = (SELECT count(*) FROM attempts a WHERE a.worker_key = workers.worker_key
     AND a.outcome = 'failed');
-CREATE INDEX attempts_finished ON attempts (finished_at, worker_key, outcome);
+CREATE INDEX attempts_finished ON attempts
+    (finished_at, worker_key, outcome, claimed_at, task_id);
 """
 
 #: Ordered migrations; entry ``i`` takes the schema from version ``i`` to ``i + 1``.
