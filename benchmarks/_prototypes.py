@@ -850,3 +850,72 @@ def polars_heartbeats_since(path: Path, since: float, now: float) -> Any:
         ).dt.replace_time_zone("UTC"),
         pl.col("worker_id").cast(pl.Categorical),
     )
+
+
+# -- plain pandas baselines: sqlite3 + pandas.read_sql_query, no Arrow, no peers ----------
+def _pandas_read(path: Path, sql: str, params: tuple[Any, ...] = ()) -> pd.DataFrame:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return pd.read_sql_query(sql, conn, params=params)
+    finally:
+        conn.close()
+
+
+def pandas_outages(path: Path, now: float) -> pd.DataFrame:
+    """The gap query in plain pandas: load (worker_key, at), diff per worker, 3x median."""
+    df = _pandas_read(path, "SELECT worker_key, at FROM heartbeats WHERE at <= ?", (now,))
+    df = df.sort_values(["worker_key", "at"], kind="stable")
+    df["gap"] = df.groupby("worker_key")["at"].diff()
+    thr = 3 * df[df["gap"] > 0].groupby("worker_key")["gap"].median()
+    df["t"] = df["worker_key"].map(thr)
+    gaps = df[df["gap"] > df["t"]]
+    return pd.DataFrame(
+        {"worker_key": gaps["worker_key"], "start": gaps["at"] - gaps["gap"], "end": gaps["at"]}
+    )
+
+
+def pandas_workers(path: Path, now: float) -> pd.DataFrame:
+    """Per worker: beats, last beat, completed/failed attempts, by SQL aggregates into pandas."""
+    beats = _pandas_read(
+        path,
+        "SELECT worker_key, count(*) AS beats, max(at) AS last FROM heartbeats"
+        " WHERE at <= ? GROUP BY worker_key",
+        (now,),
+    )
+    done = _pandas_read(
+        path,
+        "SELECT worker_key, sum(outcome = 'completed') AS completed,"
+        " sum(outcome = 'failed') AS failed FROM attempts WHERE finished_at <= ?"
+        " GROUP BY worker_key",
+        (now,),
+    )
+    workers = _pandas_read(path, "SELECT worker_key, worker_id FROM workers")
+    return workers.merge(beats, how="left").merge(done, how="left").sort_values("worker_id")
+
+
+def pandas_success_rate(path: Path, now: float) -> pd.DataFrame:
+    """Hourly success rate by type in plain pandas after loading the finished tasks."""
+    df = _pandas_read(
+        path,
+        "SELECT finished_at, status, type FROM tasks"
+        " WHERE status IN ('completed', 'failed') AND finished_at <= ?",
+        (now,),
+    )
+    df["bucket"] = np.floor(df["finished_at"] / 3600) * 3600
+    df["ok"] = df["status"] == "completed"
+    out = df.groupby(["bucket", "type"])["ok"].agg(["sum", "size"])
+    out["rate"] = out["sum"] / out["size"]
+    return out.reset_index()
+
+
+def pandas_heartbeats_since(path: Path, since: float, now: float) -> pd.DataFrame:
+    """Beats in a window with worker ids and UTC times, in plain pandas."""
+    df = _pandas_read(
+        path,
+        "SELECT w.worker_id, h.at, h.task_id FROM heartbeats h JOIN workers w"
+        " USING (worker_key) WHERE h.at >= ? AND h.at <= ? ORDER BY h.at",
+        (since, now),
+    )
+    df["worker_id"] = df["worker_id"].astype("category")
+    df["at"] = pd.to_datetime(df["at"], unit="s", utc=True)
+    return df
