@@ -228,6 +228,22 @@ def _dump(db: qa.Store) -> dict[str, list[tuple[Any, ...]]]:
     return dump
 
 
+def assert_counters_match_history(db: qa.Store) -> None:
+    """The workers' counters equal a plain count of the rows they count."""
+    counted = db.query(
+        "SELECT w.worker_id, w.heartbeats, w.tasks_completed, w.tasks_failed,"
+        " (SELECT count(*) FROM heartbeats h WHERE h.worker_key = w.worker_key),"
+        " (SELECT count(*) FROM attempts a WHERE a.worker_key = w.worker_key"
+        "  AND a.outcome = 'completed'),"
+        " (SELECT count(*) FROM attempts a WHERE a.worker_key = w.worker_key"
+        "  AND a.outcome = 'failed')"
+        " FROM workers w ORDER BY w.worker_id"
+    )
+    assert counted, "no workers recorded"
+    for row in counted:
+        assert tuple(row[1:4]) == tuple(row[4:7]), row[0]
+
+
 def test_duplicated_events_change_nothing(db: qa.Store) -> None:
     stream = [*_retry_stream(), beat(60), beat(62), ev("worker-offline", 70, W2)]
     once = qa.connect(":memory:")
@@ -240,6 +256,7 @@ def test_duplicated_events_change_nothing(db: qa.Store) -> None:
     writer = apply(db, stream, batches=5)  # the whole stream again, later
     assert _dump(db) == expected
     assert writer.totals.applied == 0 and writer.totals.duplicates == len(stream)
+    assert_counters_match_history(db)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -251,6 +268,7 @@ def test_shuffled_within_batches_is_applied_in_time_order(db: qa.Store, seed: in
     random.Random(seed).shuffle(shuffled)
     apply(db, shuffled, batches=1)
     assert _dump(db) == _dump(once)
+    assert_counters_match_history(db)
 
 
 def test_task_events_arriving_late_across_batches(db: qa.Store) -> None:
@@ -262,6 +280,7 @@ def test_task_events_arriving_late_across_batches(db: qa.Store) -> None:
     apply(db, workers + tasks[::-1], batches=len(workers) + len(tasks))
     got, expected = _dump(db), _dump(once)
     assert got["attempts"] == expected["attempts"]
+    assert_counters_match_history(db)
     # run_after (the last countdown) is not rebuilt from receipts that arrive after the
     # task ended; every other column is.
     assert [r[:5] + r[6:] for r in got["tasks"]] == [r[:5] + r[6:] for r in expected["tasks"]]

@@ -15,7 +15,7 @@ import pandas as pd
 from .._docstrings import share_docs
 from ..state import ACTIVE_WITHIN_S, STALE_AFTER_S, check_thresholds, classify_ages
 from ..store import Store
-from ..store.schema import TASK_STATUSES
+from ..store.schema import COUNTERS_VERSION, TASK_STATUSES
 from ..write.workers import check_worker_id, decode_json
 from . import classic
 from .common import (
@@ -44,6 +44,8 @@ __all__ = ["attempts", "heartbeats", "tasks", "worker_events", "workers"]
 
 _NONE = np.array(None, dtype=object)
 
+# The registry as of ?1: latest event, registration, capabilities and last beat, from
+# indexes. Counts follow, from the counters or from the history (see workers()).
 _WORKER_SQL = """
 SELECT w.worker_key, w.worker_id, ev.event, ev.at,
   (SELECT e.at FROM worker_events e WHERE e.worker_key = w.worker_key AND e.at <= ?1
@@ -53,14 +55,73 @@ SELECT w.worker_key, w.worker_id, ev.event, ev.at,
   CASE WHEN w.last_heartbeat_at <= ?1 THEN w.last_heartbeat_at
        ELSE (SELECT max(h.at) FROM heartbeats h WHERE h.worker_key = w.worker_key
                AND h.at <= ?1) END,
-  (SELECT count(*) FROM heartbeats h WHERE h.worker_key = w.worker_key AND h.at <= ?1),
-  (SELECT a.task_id FROM attempts a WHERE a.worker_key = w.worker_key AND a.claimed_at <= ?1
-     AND (a.finished_at IS NULL OR a.finished_at > ?1)
-     ORDER BY a.claimed_at DESC, a.task_id DESC LIMIT 1)
+  {counts}
 FROM workers w
 JOIN worker_events ev ON ev.id = (SELECT e.id FROM worker_events e
   WHERE e.worker_key = w.worker_key AND e.at <= ?1 ORDER BY e.at DESC, e.id DESC LIMIT 1)
 """
+
+# A store before the counters: count the history, and find the open attempt per worker.
+_COUNTING_SQL = _WORKER_SQL.format(
+    counts="""(SELECT count(*) FROM heartbeats h WHERE h.worker_key = w.worker_key AND h.at <= ?1),
+  (SELECT a.task_id FROM attempts a WHERE a.worker_key = w.worker_key AND a.claimed_at <= ?1
+     AND (a.finished_at IS NULL OR a.finished_at > ?1)
+     ORDER BY a.claimed_at DESC, a.task_id DESC LIMIT 1)"""
+)
+
+# A store with the counters: they hold everything written so far; what happened after
+# `now` is subtracted (see _tail_counts).
+_COUNTER_SQL = _WORKER_SQL.format(counts="w.heartbeats, w.tasks_completed, w.tasks_failed")
+
+
+def _tail_counts(
+    db: Store, at: float
+) -> tuple[dict[int, int], dict[tuple[int, str], int], dict[int, int]]:
+    """What the counters hold beyond `at`, and each worker's attempt open at `at`.
+
+    Each query reads only rows after `at` (and the attempts still open) through the
+    time indexes, so as of the latest event they read next to nothing.
+    """
+    beats = db.query(
+        "SELECT worker_key, count(*) FROM heartbeats WHERE at > ? GROUP BY worker_key",
+        (at,),
+        action="count heartbeats after now",
+    )
+    # "+ 0" keeps the planner on the finish-time index (without statistics it would
+    # walk another index for the grouping or the claim-time bound, through every row).
+    done = db.query(
+        "SELECT worker_key + 0, outcome, count(*) FROM attempts WHERE finished_at > ?"
+        " AND outcome IN ('completed', 'failed') GROUP BY worker_key + 0, outcome",
+        (at,),
+        action="count attempts finished after now",
+    )
+    open_now = db.query(
+        "SELECT worker_key, claimed_at, task_id FROM attempts"
+        " WHERE (finished_at IS NULL OR finished_at > ?1) AND claimed_at + 0 <= ?1",
+        (at,),
+        action="find the attempts open at now",
+    )
+    current: dict[int, tuple[float, int]] = {}
+    for key, claimed, task_id in open_now:
+        # The most recently claimed open attempt; ties by the higher task id.
+        if key not in current or (claimed, task_id) > current[key]:
+            current[key] = (claimed, task_id)
+    return (
+        {int(k): int(n) for k, n in beats},
+        {(int(k), str(o)): int(n) for k, o, n in done},
+        {k: int(v[1]) for k, v in current.items()},
+    )
+
+
+def _rolled_last(db: Store, key: int) -> float | None:
+    # The last rolled-up beat of a worker: its latest minute's last beat.
+    rows = db.query(
+        "SELECT last_at FROM heartbeat_rollups WHERE worker_key = ?"
+        " ORDER BY minute DESC LIMIT 1",
+        (key,),
+        action="read the last rolled-up heartbeat",
+    )
+    return float(rows[0][0]) if rows else None
 
 
 def _decode(text: str | None) -> dict[str, Any]:
@@ -83,7 +144,11 @@ def workers(
 
     Point-in-time values come from indexes: the last beat is the registry's
     ``last_heartbeat_at`` when that is not after `now`, else the latest beat at or before
-    `now` from the history's (worker, time) index.
+    `now` from the history's (worker, time) index. Counts come from counters on the
+    worker rows, less what happened after `now` (read through the time indexes), so the
+    answer as of the latest event costs the same at any history size; a `now` before a
+    pruned store's raw history, or a read-only store of an older schema, counts the
+    history instead.
 
     Parameters
     ----------
@@ -122,22 +187,55 @@ def workers(
         return classic.workers(
             db, at=at, active_s=active_s, stale_s=stale_s, include_removed=include_removed
         )
-    def read() -> tuple[list[Any], float | None, dict[int, tuple[int, float]]]:
-        # Raw counts, the horizon and the rollups as of one moment of any prune.
-        found = db.query(_WORKER_SQL, (at,), action="read workers")
+    counters = db.schema_version >= COUNTERS_VERSION
+
+    def read() -> tuple[list[tuple[Any, ...]], float | None]:
+        # Rows of (key, id, event, event at, registered at, capabilities, last beat,
+        # beats, current task, completed, failed), as of one moment of any prune.
         horizon_at = horizon(db)
+        if counters and (horizon_at is None or at >= horizon_at):
+            # Counters first: a beat or finish committed in between is then counted
+            # on both sides, so the difference stays right.
+            found = db.query(_COUNTER_SQL, (at,), action="read workers")
+            beats_after, done_after, current = _tail_counts(db, at)
+            rows = []
+            for key, wid, event, ev_at, reg, caps, last, beats, done, failed in found:
+                if last is None and horizon_at is not None:
+                    last = _rolled_last(db, key)  # every raw beat so far is after `now`
+                rows.append(
+                    (
+                        key, wid, event, ev_at, reg, caps, last,
+                        beats - beats_after.get(key, 0),
+                        current.get(key),
+                        done - done_after.get((key, "completed"), 0),
+                        failed - done_after.get((key, "failed"), 0),
+                    )
+                )
+            return rows, horizon_at
+        found = db.query(_COUNTING_SQL, (at,), action="read workers")
         # Beats pruned into minutes still count, and may hold the last beat as of `now`.
         totals = {} if horizon_at is None else rollup_totals(db, until=at)
-        return found, horizon_at, totals
+        finished = db.query(
+            "SELECT worker_key, outcome, count(*) FROM attempts WHERE finished_at <= ?"
+            " AND outcome IN ('completed', 'failed') GROUP BY worker_key, outcome",
+            (at,),
+            action="count finished attempts per worker",
+        )
+        counts = {(int(k), str(o)): int(n) for k, o, n in finished}
+        rows = []
+        for key, wid, event, ev_at, reg, caps, last, beats, task in found:
+            rolled_beats, rolled_last = totals.get(key, (0, None))
+            if rolled_last is not None and (last is None or rolled_last > last):
+                last = rolled_last
+            rows.append(
+                (
+                    key, wid, event, ev_at, reg, caps, last, beats + rolled_beats, task,
+                    counts.get((key, "completed"), 0), counts.get((key, "failed"), 0),
+                )
+            )
+        return rows, horizon_at
 
-    rows, horizon_at, totals = stable_read(db, read)
-    done = db.query(
-        "SELECT worker_key, outcome, count(*) FROM attempts WHERE finished_at <= ?"
-        " AND outcome IN ('completed', 'failed') GROUP BY worker_key, outcome",
-        (at,),
-        action="count finished attempts per worker",
-    )
-    counts = {(int(k), str(o)): int(n) for k, o, n in done}
+    rows, horizon_at = stable_read(db, read)
     if not include_removed:
         rows = [r for r in rows if r[2] != "removed"]
     rows.sort(key=lambda r: r[1])
@@ -147,10 +245,6 @@ def workers(
     registered = np.array([np.nan if r[4] is None else r[4] for r in rows], dtype="float64")
     last = np.array([np.nan if r[6] is None else r[6] for r in rows], dtype="float64")
     beat_counts = np.array([r[7] for r in rows], dtype="int64")
-    if horizon_at is not None:
-        beat_counts += np.array([totals.get(r[0], (0, 0.0))[0] for r in rows], dtype="int64")
-        rolled_last = [totals.get(r[0], (0, np.nan))[1] for r in rows]
-        last = np.fmax(last, np.array(rolled_last, dtype="float64"))
     since_s = at - last
     state = classify_ages(since_s, active_s, stale_s, removed=removed)
     caps = [_decode(r[5]) for r in rows]
@@ -164,12 +258,8 @@ def workers(
             "since_heartbeat_s": since_s,
             "heartbeats": beat_counts,
             "current_task_id": pd.array([r[8] for r in rows], dtype="Int64"),
-            "tasks_completed": np.array(
-                [counts.get((r[0], "completed"), 0) for r in rows], dtype="int64"
-            ),
-            "tasks_failed": np.array(
-                [counts.get((r[0], "failed"), 0) for r in rows], dtype="int64"
-            ),
+            "tasks_completed": np.array([r[9] for r in rows], dtype="int64"),
+            "tasks_failed": np.array([r[10] for r in rows], dtype="int64"),
             "capabilities": pd.Series(caps, dtype=object),
         }
     )

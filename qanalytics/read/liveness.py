@@ -47,9 +47,9 @@ worker silent since before the horizon), so that its silence is still seen.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -57,6 +57,7 @@ import pandas as pd
 from .._docstrings import share_docs
 from .._time import parse_duration, parse_freq
 from ..store import Store
+from ..store.schema import COUNTERS_VERSION
 from ..write.workers import check_worker_id
 from .common import (
     MAX_BUCKETS,
@@ -88,6 +89,12 @@ CONTEXT_BEATS = 100
 #: The outage threshold (seconds) when no interval can be measured at all (no gaps in the
 #: history read and no ``min_gap``): the default ``stale_after`` of :func:`workers`.
 UNMEASURED_THRESHOLD_S = 300.0
+#: outages(), uptime() and alive_intervals() read the history in groups of workers that
+#: hold about this many beats together (by the workers' beat counters), so their memory
+#: is bounded by a group and the result, not by the history.
+GROUP_BEATS = 1_000_000
+
+_T = TypeVar("_T")
 
 ENDED_BY_DTYPE = pd.CategoricalDtype(["resumed", "removed", "still silent", "not observed"])
 #: ``resolution`` of a row: from a raw beat, or from a minute rolled up by ``prune``.
@@ -279,7 +286,7 @@ def check_workers(workers: Any) -> list[str] | None:
 class _Beats:
     key: np.ndarray  # int64, sorted with `at`
     at: np.ndarray  # float64
-    task: np.ndarray  # int64, -1 for none
+    task: np.ndarray  # int64, -1 for none; a SQLite raw beat: -2 - rowid (see _beat_tasks)
     seg_start: np.ndarray  # bool: first beat of a life (or of the history read)
     seg_end: np.ndarray  # bool: last beat of a life
     gap: np.ndarray  # float64, NaN at seg_start
@@ -297,8 +304,14 @@ def _read_beats(db: Store, since: float | None, now: float, keys: list[int] | No
         clause, values = in_list_sql("worker_key", keys)
         where.append(clause)
         params.extend(values)
+    # On SQLite a beat's rowid stands in for its task: (worker_key, at, rowid) is read
+    # from the covering index alone, in index order, and only the tasks of the beats
+    # that start outages are looked up (_beat_tasks).
+    sqlite = db.dialect == "sqlite"
+    task = "-2 - rowid" if sqlite else "IFNULL(task_id, -1)"
+    prior_task = "-2 - h.rowid" if sqlite else "IFNULL(h.task_id, -1)"
     frame = db.read_frame(
-        "SELECT worker_key, at, IFNULL(task_id, -1) FROM heartbeats WHERE " + " AND ".join(where),
+        f"SELECT worker_key, at, {task} FROM heartbeats WHERE " + " AND ".join(where),
         params,
         columns=cols,
         action="read heartbeats",
@@ -309,7 +322,7 @@ def _read_beats(db: Store, since: float | None, now: float, keys: list[int] | No
         # started before it), the others give its usual interval when the window itself
         # holds too few beats to judge one.
         sql = (
-            "SELECT w.worker_key, h.at, IFNULL(h.task_id, -1) FROM workers w"
+            f"SELECT w.worker_key, h.at, {prior_task} FROM workers w"
             " JOIN heartbeats h ON h.rowid IN (SELECT h2.rowid FROM heartbeats h2"
             " WHERE h2.worker_key = w.worker_key AND h2.at < ? ORDER BY h2.at DESC LIMIT ?)"
         )
@@ -362,7 +375,13 @@ def _rollup_points(
     return key, at, task.astype("int64"), inner, mean_gap
 
 
-def _model(db: Store, since: float | None, now: float, keys: list[int] | None) -> _Beats:
+def _model(
+    db: Store,
+    since: float | None,
+    now: float,
+    keys: list[int] | None,
+    removals: dict[int, np.ndarray] | None = None,
+) -> _Beats:
 
 
     def read() -> tuple[pd.DataFrame, float | None, tuple[np.ndarray, ...] | None]:
@@ -408,7 +427,9 @@ def _model(db: Store, since: float | None, now: float, keys: list[int] | None) -
     n = len(key)
     life = np.zeros(n, dtype="int64")
     removal = np.full(n, np.nan)
-    for wk, times in _removals(db, now).items():
+    if removals is None:
+        removals = _removals(db, now)
+    for wk, times in removals.items():
         lo = int(np.searchsorted(key, wk, side="left"))
         hi = int(np.searchsorted(key, wk, side="right"))
         if lo == hi:
@@ -448,15 +469,25 @@ def _thresholds(beats: _Beats, min_gap: Any) -> np.ndarray:
     n = len(beats.key)
     if min_gap is not None:
         return np.full(n, parse_duration(min_gap, name="min_gap", allow_zero=False))
+    per_beat, positive, estimated = _own_intervals(beats)
+    if not positive.any() and not estimated.any():
+        # Nothing to measure an interval from: a worker is not alive for ever after one beat.
+        return np.full(n, UNMEASURED_THRESHOLD_S)
+    fleet = _fleet_interval(beats.gap[positive], beats.mean_gap[estimated])
+    per_beat = np.where(np.isnan(per_beat), fleet, per_beat)
+    return OUTAGE_FACTOR * per_beat
+
+
+def _own_intervals(beats: _Beats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per beat, its worker's own usual interval (NaN when it has none), and the masks of
+    the raw gaps and the minute means it is measured from (see :func:`_thresholds`)."""
+    n = len(beats.key)
     positive = beats.gap > 0
     if beats.horizon is not None and beats.minute.any():
         prev_minute = np.zeros(n, dtype=bool)
         prev_minute[1:] = beats.minute[:-1]
         positive &= ~beats.minute & ~prev_minute
     estimated = beats.mean_gap > 0
-    if not positive.any() and not estimated.any():
-        # Nothing to measure an interval from: a worker is not alive for ever after one beat.
-        return np.full(n, UNMEASURED_THRESHOLD_S)
     medians = _median_by_key(beats.gap, beats.key, positive)
     per_beat = medians.reindex(beats.key).to_numpy(dtype="float64")
     if estimated.any():
@@ -464,12 +495,14 @@ def _thresholds(beats: _Beats, min_gap: Any) -> np.ndarray:
         per_beat = np.where(
             np.isnan(per_beat), fallback.reindex(beats.key).to_numpy(dtype="float64"), per_beat
         )
-    if positive.any():
-        fleet = float(np.median(beats.gap[positive]))
-    else:
-        fleet = float(np.median(beats.mean_gap[estimated]))
-    per_beat = np.where(np.isnan(per_beat), fleet, per_beat)
-    return OUTAGE_FACTOR * per_beat
+    return per_beat, positive, estimated
+
+
+def _fleet_interval(raw_gaps: np.ndarray, minute_means: np.ndarray) -> float:
+    # The fleet's usual interval, for workers without their own: raw gaps first.
+    if len(raw_gaps):
+        return float(np.median(raw_gaps))
+    return float(np.median(minute_means))
 
 
 @dataclass
@@ -486,7 +519,10 @@ class _Liveness:
 
 def _liveness(db: Store, since: float | None, now: float, min_gap: Any) -> _Liveness:
     beats = _model(db, since, now, None)
-    thr = _thresholds(beats, min_gap)
+    return _live_from(db, beats, _thresholds(beats, min_gap), now)
+
+
+def _live_from(db: Store, beats: _Beats, thr: np.ndarray, now: float) -> _Liveness:
     with np.errstate(invalid="ignore"):
         # A silence inside a rolled-up minute cannot be seen: only gaps between beats
         # that were both kept (raw, or a minute's first and last) can be outages.
@@ -499,6 +535,111 @@ def _liveness(db: Store, since: float | None, now: float, min_gap: Any) -> _Live
     return _Liveness(
         beats, thr, outage_before, tail_end, tail_outage, blind_before, blind_tail
     )
+
+
+def _subset(beats: _Beats, mask: np.ndarray) -> _Beats:
+    # Whole workers only: their lives' flags and gaps stay as they are.
+    return _Beats(
+        beats.key[mask], beats.at[mask], beats.task[mask], beats.seg_start[mask],
+        beats.seg_end[mask], beats.gap[mask], beats.removal[mask], beats.minute[mask],
+        beats.inner[mask], beats.mean_gap[mask], beats.horizon,
+    )
+
+
+def _key_groups(db: Store) -> list[list[int]] | None:
+    """Worker keys in groups of about :data:`GROUP_BEATS` beats; None for one group.
+
+    A store before the beat counters is read in one group.
+    """
+    if db.schema_version < COUNTERS_VERSION:
+        return None
+    rows = db.query(
+        "SELECT worker_key, heartbeats FROM workers ORDER BY worker_key",
+        action="read the workers' beat counts",
+    )
+    groups: list[list[int]] = []
+    current: list[int] = []
+    size = 0
+    for key, n in rows:
+        if current and size + int(n) > GROUP_BEATS:
+            groups.append(current)
+            current, size = [], 0
+        current.append(int(key))
+        size += int(n)
+    if current:
+        groups.append(current)
+    return groups if len(groups) > 1 else None
+
+
+def _map_liveness(
+    db: Store,
+    since: float | None,
+    now: float,
+    min_gap: Any,
+    consume: Callable[[_Liveness], _T],
+) -> tuple[list[_T], float | None]:
+    """`consume` applied to the liveness model of each group of workers.
+
+    The answer is the same as one model of all workers: each worker's threshold is its
+    own (or `min_gap`); workers without a measured interval of their own are read last,
+    once the fleet's interval is known from a second pass over the raw gaps. Returns the
+    results and the horizon.
+    """
+    groups = _key_groups(db)
+    if groups is None:
+        live = _liveness(db, since, now, min_gap)
+        return [consume(live)], live.beats.horizon
+    fixed = None
+    if min_gap is not None:
+        fixed = parse_duration(min_gap, name="min_gap", allow_zero=False)
+    removals = _removals(db, now)
+
+    def read() -> tuple[list[_T], float | None]:
+        out: list[_T] = []
+        horizon_at = None
+        deferred: list[int] = []
+        for keys in groups:
+            beats = _model(db, since, now, keys, removals)
+            horizon_at = beats.horizon
+            if fixed is not None:
+                out.append(consume(_live_from(db, beats, np.full(len(beats.key), fixed), now)))
+                continue
+            own = _own_intervals(beats)[0]
+            has = ~np.isnan(own)
+            if not has.all():
+                deferred.extend(np.unique(beats.key[~has]).tolist())
+                beats, own = _subset(beats, has), own[has]
+            out.append(consume(_live_from(db, beats, OUTAGE_FACTOR * own, now)))
+            del beats, own
+        if deferred:
+            thr = _fleet_threshold(db, since, now, groups, removals)
+            beats = _model(db, since, now, deferred, removals)
+            out.append(consume(_live_from(db, beats, np.full(len(beats.key), thr), now)))
+        return out, horizon_at
+
+    return stable_read(db, read)
+
+
+def _fleet_threshold(
+    db: Store,
+    since: float | None,
+    now: float,
+    groups: list[list[int]],
+    removals: dict[int, np.ndarray],
+) -> float:
+    # The threshold of a worker without an interval of its own, as _thresholds finds it
+    # over the whole fleet: only the gaps are kept from each group.
+    raw: list[np.ndarray] = []
+    means: list[np.ndarray] = []
+    for keys in groups:
+        beats = _model(db, since, now, keys, removals)
+        _, positive, estimated = _own_intervals(beats)
+        raw.append(beats.gap[positive])
+        means.append(beats.mean_gap[estimated])
+    raw_gaps, minute_means = np.concatenate(raw), np.concatenate(means)
+    if not len(raw_gaps) and not len(minute_means):
+        return UNMEASURED_THRESHOLD_S
+    return OUTAGE_FACTOR * _fleet_interval(raw_gaps, minute_means)
 
 
 def _alive_arrays(live: _Liveness) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -568,8 +709,10 @@ def alive_intervals(
     db.require("heartbeat_history", "alive_intervals()")
     lo, hi, at = resolve_window(db, since, until, now)
     wk = worker_keys(db, at)
-    live = _liveness(db, lo, at, min_gap)
-    key, start, end = _alive_arrays(live)
+    parts, horizon_at = _map_liveness(db, lo, at, min_gap, _alive_arrays)
+    key = np.concatenate([p[0] for p in parts])
+    start = np.concatenate([p[1] for p in parts])
+    end = np.concatenate([p[2] for p in parts])
     keep = end >= (lo if lo is not None else -np.inf)
     keep &= start <= hi
     key, start, end = key[keep], start[keep], end[keep]
@@ -581,7 +724,7 @@ def alive_intervals(
         columns=["worker_id", "start", "end"],
     )
     frame = frame.sort_values(["worker_id", "start"], kind="stable").reset_index(drop=True)
-    return mark_horizon(frame, live.beats.horizon)
+    return mark_horizon(frame, horizon_at)
 
 
 @share_docs
@@ -701,30 +844,39 @@ def outages(
     db.require("heartbeat_history", "outages()")
     lo, hi, at = resolve_window(db, since, until, now)
     wk = worker_keys(db, at)
-    live = _liveness(db, lo, at, min_gap)
-    b = live.beats
-    gap_idx = np.flatnonzero(live.outage_before)
-    tail_idx = np.flatnonzero(live.tail_outage)
-    start_idx = np.concatenate([gap_idx - 1, tail_idx])
-    key = b.key[start_idx]
-    start = b.at[start_idx]
-    end = np.concatenate([b.at[gap_idx], live.tail_end[tail_idx]])
-    removed = ~np.isnan(b.removal[tail_idx])
-    ended_by = np.concatenate(
-        [
-            np.full(len(gap_idx), "resumed", dtype=object),
-            np.where(removed, "removed", "still silent").astype(object),
-        ]
+
+    def found(live: _Liveness) -> tuple[np.ndarray, ...]:
+        # This group's outages overlapping the window, with the tasks held at each start.
+        b = live.beats
+        gap_idx = np.flatnonzero(live.outage_before)
+        tail_idx = np.flatnonzero(live.tail_outage)
+        start_idx = np.concatenate([gap_idx - 1, tail_idx])
+        key = b.key[start_idx]
+        start = b.at[start_idx]
+        end = np.concatenate([b.at[gap_idx], live.tail_end[tail_idx]])
+        removed = ~np.isnan(b.removal[tail_idx])
+        ended_by = np.concatenate(
+            [
+                np.full(len(gap_idx), "resumed", dtype=object),
+                np.where(removed, "removed", "still silent").astype(object),
+            ]
+        )
+        keep = start <= hi
+        if lo is not None:
+            keep &= end >= lo
+        key, start, end, ended_by = key[keep], start[keep], end[keep], ended_by[keep]
+        # A silence mostly outside the recorder's listening periods was not observed.
+        blind = np.concatenate([live.blind_before[gap_idx], live.blind_tail[tail_idx]])[keep]
+        ended_by = np.where(blind, "not observed", ended_by).astype(object)
+        minute = b.minute[start_idx][keep]
+        return key, start, end, ended_by, minute, _beat_tasks(db, b.task[start_idx][keep])
+
+    parts, horizon_at = _map_liveness(db, lo, at, min_gap, found)
+    key, start, end, ended_by, minute, beat_task = (
+        np.concatenate([p[i] for p in parts]) for i in range(6)
     )
-    keep = start <= hi
-    if lo is not None:
-        keep &= end >= lo
-    key, start, end, ended_by = key[keep], start[keep], end[keep], ended_by[keep]
-    blind = np.concatenate([live.blind_before[gap_idx], live.blind_tail[tail_idx]])[keep]
-    ended_by = np.where(blind, "not observed", ended_by).astype(object)
-    beat_task = b.task[start_idx][keep]
-    minute = b.minute[start_idx][keep]
-    held = _tasks_held(db, key, start, beat_task)
+    held = np.empty(len(key), dtype=object)
+    held[:] = _tasks_held(db, key, start, beat_task)
     frame = pd.DataFrame(
         {
             "worker_id": wk.categorical(key),
@@ -734,11 +886,43 @@ def outages(
             "ongoing": ended_by == "still silent",
             "tasks_in_flight": pd.Series(held, dtype=object),
             "ended_by": pd.Categorical(ended_by, dtype=ENDED_BY_DTYPE),
-            "resolution": _resolution(minute),
+            "resolution": _resolution(minute.astype(bool)),
         }
     )
     frame = frame.sort_values(["worker_id", "start"], kind="stable").reset_index(drop=True)
-    return mark_horizon(frame, b.horizon)
+    return mark_horizon(frame, horizon_at)
+
+
+def _beat_tasks(db: Store, task: np.ndarray) -> np.ndarray:
+    """Resolve the ``-2 - rowid`` entries of a beats' `task` array to task ids (-1: none)."""
+    task = task.copy()
+    pending = np.flatnonzero(task <= -2)
+    for i in range(0, len(pending), _KEYS_PER_QUERY):
+        part = pending[i : i + _KEYS_PER_QUERY]
+        rowids = (-2 - task[part]).tolist()
+        clause, params = in_list_sql("rowid", rowids)
+        found = dict(
+            db.query(
+                f"SELECT rowid, IFNULL(task_id, -1) FROM heartbeats WHERE {clause}",
+                params,
+                action="read the tasks of the beats that start outages",
+            )
+        )
+        task[part] = [found.get(r, -1) for r in rowids]
+    return task
+
+
+#: Beats per query of :func:`_beat_tasks` (bound parameters stay few).
+_KEYS_PER_QUERY = 500
+#: Attempts per batch of :func:`_tasks_held`.
+_ATTEMPTS_PER_BATCH = 1_000_000
+
+_ATTEMPT_COLUMNS = {
+    "worker_key": "int64",
+    "task_id": "int64",
+    "claimed_at": "float64",
+    "finished_at": "float64",
+}
 
 
 # -- recorder coverage (see .coverage) -----------------------------------------------------
@@ -794,28 +978,89 @@ def _minus_unobserved(
 def _tasks_held(
     db: Store, key: np.ndarray, start: np.ndarray, beat_task: np.ndarray
 ) -> list[list[int]]:
-    """Per outage, the ids of tasks its worker held at the outage's start."""
-    held: list[list[int]] = [[] for _ in range(len(key))]
-    for wk in np.unique(key):
-        rows_at = np.flatnonzero(key == wk)
-        first, last = float(start[rows_at].min()), float(start[rows_at].max())
-        # Attempts open at some outage start of this worker, via (worker_key, claimed_at).
-        rows = db.query(
-            "SELECT task_id, claimed_at, finished_at FROM attempts WHERE worker_key = ?"
-            " AND claimed_at <= ? AND (finished_at IS NULL OR finished_at > ?)",
-            (int(wk), last, first),
-            action="read attempts held at outages",
+    """Per outage, the ids of tasks its worker held at the outage's start.
+
+    One range join: the attempts claimed by the latest start and open after the
+    earliest are read in finish-time order from the covering ``attempts_finished``
+    index, in batches of :data:`_ATTEMPTS_PER_BATCH`, and each is matched to the starts
+    of its worker it spans by binary search in that worker's sorted starts.
+    """
+    held: list[set[int]] = [set() if t < 0 else {int(t)} for t in beat_task.tolist()]
+    if len(key) == 0:
+        return []
+    first, last = float(start.min()), float(start.max())
+    order = np.lexsort((start, key))
+    s_key, s_start = key[order], start[order]
+
+    def match(cols: dict[str, np.ndarray], still_open: bool = False) -> None:
+        a_key, a_task = cols["worker_key"], cols["task_id"]
+        claimed, finished = cols["claimed_at"], cols["finished_at"]
+        if still_open:
+            finished = np.full(len(claimed), np.inf)
+        # Each attempt spans the starts s of its worker with claimed <= s < finished:
+        # positions [a, b) in the (worker, start) order.
+        w_lo = np.searchsorted(s_key, a_key, side="left")
+        w_hi = np.searchsorted(s_key, a_key, side="right")
+        mine = np.flatnonzero(w_hi > w_lo)
+        a = np.zeros(len(a_key), dtype="int64")
+        b = np.zeros(len(a_key), dtype="int64")
+        by_worker = mine[np.argsort(a_key[mine], kind="stable")]
+        bounds = np.flatnonzero(np.diff(a_key[by_worker])) + 1
+        for idx in np.split(by_worker, bounds) if len(by_worker) else []:
+            lo_w, hi_w = int(w_lo[idx[0]]), int(w_hi[idx[0]])
+            starts = s_start[lo_w:hi_w]
+            a[idx] = lo_w + np.searchsorted(starts, claimed[idx], side="left")
+            b[idx] = lo_w + np.searchsorted(starts, finished[idx], side="left")
+        spans = np.flatnonzero(b > a)
+        counts = (b - a)[spans]
+        pair_task = np.repeat(a_task[spans], counts)
+        pair_pos = np.repeat(a[spans], counts) + (
+            np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
         )
-        ids = np.array([r[0] for r in rows], dtype="int64")
-        claimed = np.array([r[1] for r in rows], dtype="float64")
-        finished = np.array([np.inf if r[2] is None else r[2] for r in rows], dtype="float64")
-        for i in rows_at:
-            open_ = (claimed <= start[i]) & (finished > start[i])
-            found = set(ids[open_].tolist())
-            if beat_task[i] >= 0:
-                found.add(int(beat_task[i]))
-            held[i] = sorted(found)
-    return held
+        for pos, task in zip(order[pair_pos].tolist(), pair_task.tolist(), strict=True):
+            held[pos].add(task)
+
+    select = "SELECT worker_key, task_id, claimed_at, finished_at FROM attempts"
+    action = "read attempts held at outages"
+    match(
+        db.read_columns(
+            "SELECT worker_key, task_id, claimed_at, claimed_at FROM attempts"
+            " WHERE finished_at IS NULL AND claimed_at <= ?",
+            [last],
+            columns=_ATTEMPT_COLUMNS,
+            action=action,
+        ),
+        still_open=True,
+    )
+    # Keyset batches in finish order; an attempt read twice at a batch edge adds the same
+    # task to the same sets again.
+    bound, op = first, ">"
+    while True:
+        cols = db.read_columns(
+            select + f" WHERE finished_at {op} ? AND claimed_at <= ?"
+            " ORDER BY finished_at LIMIT ?",
+            [bound, last, _ATTEMPTS_PER_BATCH],
+            columns=_ATTEMPT_COLUMNS,
+            action=action,
+        )
+        match(cols)
+        if len(cols["finished_at"]) < _ATTEMPTS_PER_BATCH:
+            break
+        top = float(cols["finished_at"].max())
+        if op == ">=" and top == bound:
+            # A whole batch finished at one moment: take that moment whole, move past it.
+            match(
+                db.read_columns(
+                    select + " WHERE finished_at = ? AND claimed_at <= ?",
+                    [bound, last],
+                    columns=_ATTEMPT_COLUMNS,
+                    action=action,
+                )
+            )
+            op = ">"
+        else:
+            bound, op = top, ">="
+    return [sorted(h) for h in held]
 
 
 def _check_buckets(count: int, freq: Any) -> None:
@@ -885,17 +1130,23 @@ def uptime(
     lo, hi, at = resolve_window(db, since, until, now)
     wk = worker_keys(db, at)
     dtypes = {"worker_id": wk.dtype, "bucket": UTC_DTYPE, "alive_fraction": "float64"}
-    live = _liveness(db, lo, at, min_gap)
-    key, start, end = _alive_arrays(live)
+
+    def spans(live: _Liveness) -> tuple[Any, ...]:
+        # Alive intervals, and each worker's first and last beat read.
+        beat_at = pd.Series(live.beats.at).groupby(live.beats.key)
+        return (*_alive_arrays(live), beat_at.min(), beat_at.max())
+
+    parts, horizon_at = _map_liveness(db, lo, at, min_gap, spans)
+    key, start, end = (np.concatenate([p[i] for p in parts]) for i in range(3))
     if len(key) == 0:
-        return mark_horizon(empty_frame(dtypes), live.beats.horizon)
+        return mark_horizon(empty_frame(dtypes), horizon_at)
     unobserved, key, start, end = _minus_unobserved(db, at, key, start, end)
-    first_beat = pd.Series(live.beats.at).groupby(live.beats.key).min()
+    first_beat = pd.concat([p[3] for p in parts]).sort_index()
     window_lo = float(first_beat.min()) if lo is None else lo
     # Each worker's span of rows: from its first beat (or the window start) to the window
     # end, or to its last removal when it is removed as of now.
     last_removal = {k: float(v[-1]) for k, v in _removals(db, at).items()}
-    revived = pd.Series(live.beats.at).groupby(live.beats.key).max()
+    revived = pd.concat([p[4] for p in parts]).sort_index()
     workers_k = first_beat.index.to_numpy(dtype="int64")
     span_lo = np.maximum(first_beat.to_numpy(dtype="float64"), window_lo)
     span_hi = np.full(len(workers_k), hi)
@@ -965,4 +1216,4 @@ def uptime(
         columns=list(dtypes),
     )
     frame = frame.sort_values(["worker_id", "bucket"], kind="stable").reset_index(drop=True)
-    return mark_horizon(frame, live.beats.horizon)
+    return mark_horizon(frame, horizon_at)

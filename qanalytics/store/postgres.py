@@ -135,8 +135,24 @@ CREATE TABLE recorder_coverage (
 CREATE INDEX recorder_coverage_started ON recorder_coverage (started_at NULLS FIRST);
 """
 
+_PG_V4 = """
+ALTER TABLE workers ADD COLUMN heartbeats bigint NOT NULL DEFAULT 0;
+ALTER TABLE workers ADD COLUMN tasks_completed bigint NOT NULL DEFAULT 0;
+ALTER TABLE workers ADD COLUMN tasks_failed bigint NOT NULL DEFAULT 0;
+UPDATE workers SET
+  heartbeats = (SELECT count(*) FROM heartbeats h WHERE h.worker_key = workers.worker_key)
+    + (SELECT COALESCE(sum(r.beats), 0) FROM heartbeat_rollups r
+       WHERE r.worker_key = workers.worker_key),
+  tasks_completed = (SELECT count(*) FROM attempts a WHERE a.worker_key = workers.worker_key
+    AND a.outcome = 'completed'),
+  tasks_failed = (SELECT count(*) FROM attempts a WHERE a.worker_key = workers.worker_key
+    AND a.outcome = 'failed');
+CREATE INDEX attempts_finished ON attempts
+    (finished_at NULLS FIRST, worker_key, outcome, claimed_at, task_id);
+"""
+
 #: PostgreSQL migrations, one per SQLite migration (same version numbers).
-PG_MIGRATIONS: list[str] = [_PG_V1, _PG_V2, _PG_V3]
+PG_MIGRATIONS: list[str] = [_PG_V1, _PG_V2, _PG_V3, _PG_V4]
 
 # The schema version lives in a one-row table; its presence marks a qanalytics store.
 _VERSION_TABLE = "qanalytics_schema"

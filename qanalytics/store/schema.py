@@ -7,7 +7,14 @@ file as a qanalytics store. Migration *n* (1-based) takes a store from version *
 
 from __future__ import annotations
 
-__all__ = ["APPLICATION_ID", "MIGRATIONS", "OUTCOMES", "SCHEMA_VERSION", "TASK_STATUSES"]
+__all__ = [
+    "APPLICATION_ID",
+    "COUNTERS_VERSION",
+    "MIGRATIONS",
+    "OUTCOMES",
+    "SCHEMA_VERSION",
+    "TASK_STATUSES",
+]
 
 #: ``PRAGMA application_id`` of a qanalytics store: "QANA" in ASCII.
 APPLICATION_ID = 0x51414E41
@@ -123,8 +130,33 @@ CREATE TABLE recorder_coverage (
 CREATE INDEX recorder_coverage_started ON recorder_coverage (started_at);
 """
 
+# Version 4: counters. Each worker row counts its heartbeats (raw and rolled up) and its
+# completed and failed attempts, kept by the write path and by prune in the same
+# transaction as the rows they count, so workers() reads them instead of counting the
+# history; the migration fills them once. attempts_finished finds what finished after a
+# past `now` (subtracted from the counters; it covers that count) and the attempts still open.
+_V4 = """
+ALTER TABLE workers ADD COLUMN heartbeats INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workers ADD COLUMN tasks_completed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workers ADD COLUMN tasks_failed INTEGER NOT NULL DEFAULT 0;
+UPDATE workers SET
+  heartbeats = (SELECT count(*) FROM heartbeats h WHERE h.worker_key = workers.worker_key)
+    + (SELECT IFNULL(sum(r.beats), 0) FROM heartbeat_rollups r
+       WHERE r.worker_key = workers.worker_key),
+  tasks_completed = (SELECT count(*) FROM attempts a WHERE a.worker_key = workers.worker_key
+    AND a.outcome = 'completed'),
+  tasks_failed = (SELECT count(*) FROM attempts a WHERE a.worker_key = workers.worker_key
+    AND a.outcome = 'failed');
+CREATE INDEX attempts_finished ON attempts
+    (finished_at, worker_key, outcome, claimed_at, task_id);
+"""
+
 #: Ordered migrations; entry ``i`` takes the schema from version ``i`` to ``i + 1``.
-MIGRATIONS: list[str] = [_V1, _V2, _V3]
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4]
+
+#: The first schema version with the worker counters (``workers.heartbeats``,
+#: ``tasks_completed``, ``tasks_failed``) and the ``attempts_finished`` index.
+COUNTERS_VERSION = MIGRATIONS.index(_V4) + 1
 
 #: The schema version this code writes and reads.
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -171,6 +171,18 @@ def _prune_tasks_batch(db: Store, cutoff: float, batch: int) -> tuple[int, int]:
         if not ids:
             return 0, 0
         marks = ", ".join("?" * len(ids))
+        # The workers' counters drop with the attempts they count (see workers()).
+        counted = conn.execute(
+            "SELECT worker_key, sum(CASE WHEN outcome = 'completed' THEN 1 ELSE 0 END),"
+            " sum(CASE WHEN outcome = 'failed' THEN 1 ELSE 0 END) FROM attempts"
+            f" WHERE task_id IN ({marks}) GROUP BY worker_key",
+            ids,
+        ).fetchall()
+        conn.executemany(
+            "UPDATE workers SET tasks_completed = tasks_completed - ?,"
+            " tasks_failed = tasks_failed - ? WHERE worker_key = ?",
+            [(int(done), int(failed), key) for key, done, failed in counted if done or failed],
+        )
         attempts = conn.execute(f"DELETE FROM attempts WHERE task_id IN ({marks})", ids).rowcount
         tasks = conn.execute(f"DELETE FROM tasks WHERE id IN ({marks})", ids).rowcount
         return tasks, attempts

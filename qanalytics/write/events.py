@@ -40,6 +40,7 @@ Coverage: :meth:`EventWriter.start_coverage` opens a listening period in
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -172,6 +173,24 @@ _INSERT_BEAT = (
     "INSERT INTO heartbeats (worker_key, at, task_id) SELECT ?1, ?2, ?3"
     " WHERE NOT EXISTS (SELECT 1 FROM heartbeats WHERE worker_key = ?1 AND at = ?2)"
 )
+
+# The workers' counters (see store.schema, version 4), kept with the rows they count.
+_COUNT_BEAT = "UPDATE workers SET heartbeats = heartbeats + 1 WHERE worker_key = ?"
+_COUNT_FINISH = {
+    "completed": "UPDATE workers SET tasks_completed = tasks_completed + ? WHERE worker_key = ?",
+    "failed": "UPDATE workers SET tasks_failed = tasks_failed + ? WHERE worker_key = ?",
+}
+_FINISHED_ATTEMPTS = (
+    "SELECT a.worker_key, a.outcome FROM attempts a JOIN tasks t ON t.id = a.task_id"
+    " WHERE t.external_id = ? AND a.outcome IN ('completed', 'failed')"
+)
+
+
+def _finished_attempts(conn: Any, external_id: str) -> Counter[tuple[int, str]]:
+    """How many completed and failed attempts of a task each worker holds."""
+    rows = conn.execute(_FINISHED_ATTEMPTS, (external_id,)).fetchall()
+    return Counter((int(key), str(outcome)) for key, outcome in rows)
+
 
 # A start matches an attempt already recorded from its finish (whose start was dated by
 # the runtime) when it lies this close before the dated start, or anywhere after it.
@@ -367,6 +386,20 @@ class EventWriter:
             return self._offline(conn, event)
         if not event.task:
             return "ignored"
+        # An event may finish, reopen or move any attempt of its task: the workers'
+        # completed / failed counters follow the difference it made to those attempts.
+        before = _finished_attempts(conn, event.task)
+        outcome = self._task_event(conn, event)
+        if outcome == "applied":
+            after = _finished_attempts(conn, event.task)
+            for (key, result), n in (after - before).items():
+                conn.execute(_COUNT_FINISH[result], (n, key))
+            for (key, result), n in (before - after).items():
+                conn.execute(_COUNT_FINISH[result], (-n, key))
+        return outcome
+
+    def _task_event(self, conn: Any, event: RecordedEvent) -> str:
+        kind = event.kind
         if kind in ("task-sent", "task-received"):
             return self._queued(conn, event)
         if kind == "task-started":
@@ -408,6 +441,7 @@ class EventWriter:
             )
             if beat:
                 conn.execute(_INSERT_BEAT, (key, event.at, None))
+                conn.execute(_COUNT_BEAT, (key,))
         else:
             key = int(row[0])
         self._workers[name] = key
@@ -439,8 +473,8 @@ class EventWriter:
         if cursor.rowcount == 0:
             return False
         conn.execute(
-            "UPDATE workers SET last_heartbeat_at = max(ifnull(last_heartbeat_at, ?1), ?1)"
-            " WHERE worker_key = ?2",
+            "UPDATE workers SET last_heartbeat_at = max(ifnull(last_heartbeat_at, ?1), ?1),"
+            " heartbeats = heartbeats + 1 WHERE worker_key = ?2",
             (at, key),
         )
         return True

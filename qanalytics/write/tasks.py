@@ -332,14 +332,23 @@ def _holder_check(conn: Any, task_id: int, worker_id: str | None, key: Any, verb
         )
 
 
+_COUNTED = {
+    "completed": "UPDATE workers SET tasks_completed = tasks_completed + 1 WHERE worker_key = ?",
+    "failed": "UPDATE workers SET tasks_failed = tasks_failed + 1 WHERE worker_key = ?",
+}
+
+
 def _close_attempt(
     conn: Any, task_id: int, attempt: int, now: float, outcome: str, error: str | None
 ) -> None:
-    conn.execute(
+    row = conn.execute(
         "UPDATE attempts SET finished_at = ?, outcome = ?, error = ?"
-        " WHERE task_id = ? AND attempt = ? AND outcome IS NULL",
+        " WHERE task_id = ? AND attempt = ? AND outcome IS NULL RETURNING worker_key",
         (now, outcome, error, task_id, attempt),
-    )
+    ).fetchone()
+    # The worker's counters (read by workers()) move with the attempt they count.
+    if row is not None and outcome in _COUNTED:
+        conn.execute(_COUNTED[outcome], (row[0],))
 
 
 def complete(db: Store, task_id: int, *, worker_id: str | None = None) -> None:

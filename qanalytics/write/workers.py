@@ -291,8 +291,9 @@ def register_worker(
         ).fetchone()
         if row is None:
             key = conn.execute(
-                "INSERT INTO workers (worker_id, capabilities, registered_at, last_heartbeat_at)"
-                " VALUES (?, ?, ?, ?) RETURNING worker_key",
+                "INSERT INTO workers"
+                " (worker_id, capabilities, registered_at, last_heartbeat_at, heartbeats)"
+                " VALUES (?, ?, ?, ?, 1) RETURNING worker_key",
                 (worker_id, caps, now, now),
             ).fetchone()[0]
             event = "registered"
@@ -302,13 +303,14 @@ def register_worker(
             if removed_at is not None:
                 conn.execute(
                     "UPDATE workers SET capabilities = ?, registered_at = ?,"
-                    " last_heartbeat_at = ?, removed_at = NULL WHERE worker_key = ?",
+                    " last_heartbeat_at = ?, removed_at = NULL, heartbeats = heartbeats + 1"
+                    " WHERE worker_key = ?",
                     (caps, now, now, key),
                 )
             else:
                 conn.execute(
-                    "UPDATE workers SET capabilities = ?, last_heartbeat_at = ?"
-                    " WHERE worker_key = ?",
+                    "UPDATE workers SET capabilities = ?, last_heartbeat_at = ?,"
+                    " heartbeats = heartbeats + 1 WHERE worker_key = ?",
                     (caps, now, key),
                 )
         conn.execute(
@@ -380,7 +382,8 @@ def heartbeat(db: Store, worker_id: str, *, task_id: int | None = None) -> bool:
 
 
 _UPDATE_LAST_BEAT = (
-    "UPDATE workers SET last_heartbeat_at = max(ifnull(last_heartbeat_at, ?1), ?1)"
+    "UPDATE workers SET last_heartbeat_at = max(ifnull(last_heartbeat_at, ?1), ?1),"
+    " heartbeats = heartbeats + 1"
     " WHERE worker_id = ?2 AND removed_at IS NULL RETURNING worker_key"
 )
 _INSERT_BEAT = "INSERT INTO heartbeats (worker_key, at, task_id) VALUES (?, ?, ?)"
