@@ -668,3 +668,28 @@ def test_latest_event_on_every_backend(db: qa.Store, clock: qa.FakeClock) -> Non
     clock.advance(5)
     assert db.latest_event_at() == pytest.approx(clock() - 5)
     assert db.resolve_now("latest") == pytest.approx(clock() - 5)
+
+
+def test_switch_to_wal_retries_while_another_process_holds_the_file() -> None:
+    """A new file's switch to WAL answers "locked" without the busy handler; it is retried."""
+    from qanalytics.store.sqlite import _switch_to_wal
+
+    class Busy:
+        def __init__(self, failures: int, message: str = "database is locked") -> None:
+            self.failures, self.message, self.calls = failures, message, 0
+
+        def execute(self, sql: str) -> Busy:
+            assert sql == "PRAGMA journal_mode = WAL"
+            self.calls += 1
+            if self.calls <= self.failures:
+                raise sqlite3.OperationalError(self.message)
+            return self
+
+        def fetchone(self) -> tuple[str]:
+            return ("wal",)
+
+    conn = Busy(failures=3)
+    assert _switch_to_wal(conn) == "wal"  # type: ignore[arg-type]
+    assert conn.calls == 4
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        _switch_to_wal(Busy(failures=1, message="disk I/O error"))  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -392,7 +393,7 @@ def open_sqlite(
         with wrap_errors(f"set up the connection to {path!r}"):
             conn.execute("PRAGMA foreign_keys = ON")
             if not readonly and not memory:
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                mode = _switch_to_wal(conn)
                 if str(mode).lower() != "wal":  # pragma: no cover - some network filesystems
                     raise StoreError(f"cannot switch {path!r} to WAL mode (got {mode!r})")
                 conn.execute("PRAGMA synchronous = NORMAL")
@@ -405,6 +406,26 @@ def open_sqlite(
     store._reader_query = reader_query
     _note_created(store, created)
     return store
+
+
+def _switch_to_wal(conn: sqlite3.Connection) -> str:
+    """``PRAGMA journal_mode = WAL``, retried while other connections hold the file.
+
+    Leaving rollback-journal mode needs an exclusive lock, and SQLite answers "database is
+    locked" at once, without its busy handler, when another process holds a shared lock on
+    a file still in that mode (several processes opening a new store together). The switch
+    is retried for up to the busy timeout.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    delay = 0.005
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
 
 
 def _note_created(store: SQLiteStore, created: bool) -> None:
