@@ -116,6 +116,7 @@ def test_redact_url_hides_the_password() -> None:
     assert redact_url("redis://:s3cret@host:6379/0") == "redis://:***@host:6379/0"
     assert redact_url("amqp://user:pw@host//") == "amqp://user:***@host//"
     assert redact_url("redis://host:6379/0") == "redis://host:6379/0"
+    assert redact_url("redis://host/0?password=pw") == "redis://host/0?password=***"
 
 
 def test_a_task_from_receipt_to_success(db: qa.Store) -> None:

@@ -24,13 +24,13 @@ import queue
 import signal
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import QAnalyticsError
 from ..store import Store, connect
+from ..store.postgres import redact
 from ..write.events import ApplyResult, EventWriter, RecordedEvent
 
 __all__ = ["CeleryRecorder", "from_celery", "record", "redact_url"]
@@ -177,6 +177,9 @@ def from_celery(event: Mapping[str, Any]) -> RecordedEvent | None:
 def redact_url(url: str) -> str:
     """The broker URL without its password, for messages and the coverage table.
 
+    Both the user information (``:password@``) and a ``password`` query parameter are
+    masked, as :func:`qanalytics.store.postgres.redact` does for server URLs.
+
     Parameters
     ----------
     url : str
@@ -185,11 +188,8 @@ def redact_url(url: str) -> str:
     -------
     str
     """
-    parts = urllib.parse.urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    # Broker URLs hide passwords where libpq URLs do: user information and ?password=.
+    return redact(url)
 
 
 def _celery() -> Any:
