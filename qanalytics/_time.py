@@ -391,3 +391,4 @@ def epoch_to_series(values: Any, name: str | None = None, index: Any = None) -> 
     # Integers with a tz-aware dtype are read as UTC epoch microseconds, without a copy
     # (localizing a naive Series would copy the whole column again).
     return pd.Series(ints, dtype=_UTC_US, name=name, index=index, copy=False)
+

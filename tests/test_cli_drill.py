@@ -335,7 +335,7 @@ def test_old_store_warns_on_stderr_unless_now_is_given(store: dict[str, Any]) ->
         (59.6, "1 min"),
         (125, "2 min 5 s"),
         (3600, "1 h"),
-        (32 * 3600 + 26 * 60 + 10, "1 d 8 h"),
+        (32 * 3600 + 26 * 60 + 10, "32 h 26 min"),
         (3 * 86400 + 4 * 3600 + 59, "3 d 4 h"),
         (-90, "-1 min 30 s"),
         (float("nan"), ""),

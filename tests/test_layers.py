@@ -22,6 +22,7 @@ LAYERS = {
     "_version": 0,
     "_lazy": 0,
     "_time": 1,
+    "_text": 1,
     "_docstrings": 1,
     "state": 2,
     "store": 3,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .._lazy import lazy_function, lazy_module
+from .._text import human_duration as _human_duration
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,14 +59,8 @@ __all__ = [
 #: The widest a table cell is shown, in terminal columns; longer text ends in ``…``.
 MAX_CELL_WIDTH = 60
 
-_UNITS = (("d", 86400.0), ("h", 3600.0), ("min", 60.0), ("s", 1.0))
-
-
 def human_duration(seconds: float | None) -> str:
-    """A duration as short text for people: ``0.4 s``, ``45 s``, ``5 h 26 min``, ``3 d 4 h``.
-
-    The two largest units are shown (the smaller one left out when it is zero); under ten
-    seconds one decimal is kept. Missing values are empty text.
+    """A duration as short text for people; see :func:`qanalytics._text.human_duration`.
 
     Parameters
     ----------
@@ -75,22 +70,7 @@ def human_duration(seconds: float | None) -> str:
     -------
     str
     """
-    if seconds is None or math.isnan(seconds):
-        return ""
-    if math.isinf(seconds):
-        return "∞" if seconds > 0 else "-∞"
-    sign = "-" if seconds < 0 else ""
-    left = abs(seconds)
-    if round(left, 1) < 10:
-        return f"{sign}{left:.1f} s"
-    whole = round(left)
-    for i, (unit, size) in enumerate(_UNITS[:-1]):
-        if whole >= size:
-            big, rest = divmod(whole, int(size))
-            small_unit, small_size = _UNITS[i + 1]
-            small = rest // int(small_size)
-            return f"{sign}{big} {unit}" + (f" {small} {small_unit}" if small else "")
-    return f"{sign}{whole} s"
+    return _human_duration(seconds)
 
 
 def _char_width(char: str) -> int:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._text import human_duration
 from .._time import parse_duration
 from ..errors import ReportError
 from ..read.common import resolve_window
@@ -523,19 +524,7 @@ def fmt_duration(seconds: Any) -> str:
     """
     if seconds is None or pd.isna(seconds):
         return ""
-    s = float(seconds)
-    if s < 10:
-        return f"{s:.1f} s"
-    if s < 60:
-        return f"{s:.0f} s"
-    minutes = round(s / 60)
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
+    return human_duration(float(seconds))
 
 
 def fmt_freq(freq: str) -> str:
