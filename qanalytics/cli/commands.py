@@ -13,7 +13,7 @@ Exit status: 0 on success; 1 from ``stale`` when a worker is stale and from ``ch
 when it finds a problem; 2 for user errors (no such file, not a queue store, a bad
 duration or argument), reported as one ``Error: ...`` line on stderr, never a traceback.
 
-Tables show durations (``*_s`` columns, ages) as text such as ``45 s`` or ``1 d 8 h``,
+Tables show durations (``*_s`` columns, ages) as text such as ``45 s`` or ``32 h 26 min``,
 line columns up by display width (East Asian wide characters take two columns) and cut a
 cell wider than :data:`~qanalytics.cli.output.MAX_CELL_WIDTH` columns with ``…``; JSON and
 CSV keep whole values and seconds. A read command asked about "now" warns on stderr when
@@ -347,7 +347,7 @@ def main() -> None:
     Every command reads the store named by --db (or QANALYTICS_DB) read-only, except
     requeue-orphans, simulate, prune, vacuum, checkpoint and record. Exit status 2 means a
     user error (printed as one line). Tables show durations as text ('2 min 5 s',
-    '1 d 8 h'); JSON and CSV keep seconds.
+    '32 h 26 min'); JSON and CSV keep seconds.
     """
 
 
