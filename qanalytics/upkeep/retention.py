@@ -15,8 +15,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from .._time import parse_duration
 from ..errors import UnsupportedError
 from ..read.rollups import (
@@ -92,6 +90,10 @@ def _check_batch(batch: Any) -> int:
 def _progress_bar(enabled: bool, total: int, desc: str) -> Any:
     if not enabled:
         return None
+    # Imported on demand: tqdm.auto warns at import in a kernel without ipywidgets, and
+    # importing qanalytics (in the report's kernel, say) should not.
+    from tqdm.auto import tqdm
+
     return tqdm(total=total, desc=desc, unit="row")
 
 
