@@ -2,7 +2,9 @@
 
 Questions over history
 (success rate, throughput, depth over time, latency, utilisation, retries) read only the
-columns they need in one fast load and aggregate with vectorised pandas/numpy.
+columns they need in one fast load and aggregate with vectorised pandas/numpy. Success
+rate and throughput stream the finished rows in fixed-size batches and count each batch,
+so their memory is bounded by a batch plus the result, not by the history.
 
 Buckets are fixed-width (``freq`` is a duration such as ``"1min"``, ``"1h"``, ``"1d"``)
 and aligned to the unix epoch, so hour and day buckets start on UTC hour and day
@@ -43,6 +45,8 @@ from .common import (
     _floor,
     _freq_seconds,
     _read_with_types,
+    _Retry,
+    _type_expr,
     _TypeExpr,
     _window_sql,
     _worker_codes,
@@ -78,7 +82,48 @@ def _wilson(completed: np.ndarray, total: np.ndarray, z: float) -> tuple[np.ndar
     return p, low, high
 
 
-def _finished_frame(
+#: Finished rows per batch of :func:`_finished_counts`; memory is bounded by a batch.
+_ROWS_PER_BATCH = 1_000_000
+#: Outcome and status codes are below this (plus one, so that -1 maps to 0).
+_N_CODES = 6
+
+
+def _batch_counts(
+    b: np.ndarray, codes: list[np.ndarray], sizes: list[int]
+) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """Count the distinct (bucket index, code, ...) rows of one batch.
+
+    Codes are >= -1 and below ``size - 1``. Returns the distinct bucket indexes, codes
+    and counts, sorted by (bucket, codes...).
+    """
+    b0 = int(b.min())
+    span = int(b.max()) - b0 + 1
+    cells = span
+    for size in sizes:
+        cells *= size
+    if cells < 1 << 62:
+        key = b - b0
+        for code, size in zip(codes, sizes, strict=True):
+            key = key * size + (code + 1)
+        if cells <= 4 * len(key) + 1024:
+            counts = np.bincount(key, minlength=cells)
+            found = np.flatnonzero(counts)
+            counts = counts[found]
+        else:
+            found, inverse = np.unique(key, return_inverse=True)
+            counts = np.bincount(inverse.reshape(-1), minlength=len(found))
+        parts: list[np.ndarray] = []
+        rest = found
+        for size in reversed(sizes):
+            parts.append(rest % size - 1)
+            rest = rest // size
+        return rest + b0, parts[::-1], counts.astype("int64")
+    rows, inverse = np.unique(np.column_stack([b, *codes]), axis=0, return_inverse=True)
+    counts = np.bincount(inverse.reshape(-1), minlength=len(rows))
+    return rows[:, 0], [rows[:, i + 1] for i in range(len(codes))], counts.astype("int64")
+
+
+def _finished_counts(
     db: Store,
     *,
     level: str,
@@ -86,22 +131,37 @@ def _finished_frame(
     lo: float | None,
     hi: float,
     outcomes: tuple[str, ...],
-) -> tuple[pd.DataFrame, dict[str, tuple[np.ndarray, list[str]]]]:
-    """Finishes in the window: ``at`` (float), ``outcome`` (code) and by-codes."""
+    width: float,
+) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """Finishes in the window counted per (bucket, by-codes..., outcome code).
+
+    The finished rows are read in keyset batches of :data:`_ROWS_PER_BATCH` rows and
+    counted per batch, so memory holds one batch plus the counts, not the history.
+    Returns ``bucket`` (float seconds), one integer code column per key (-1: missing),
+    ``outcome`` and ``count``, sorted by those columns, and the names of each key's codes.
+    """
+    sqlite_rowid = db.dialect == "sqlite" and db.layout == "native"
     if level == "task":
         table, status_col, code = "tasks", "status", _STATUS_CODE.format(col="status")
         worker_col, type_col, join = "IFNULL(worker_key, -1)", "type", ""
-        fin_col = "finished_at"
+        fin_col, order = "finished_at", ["id"]
     else:
         table, status_col, code = "attempts a", "a.outcome", _OUTCOME_CODE.format(col="a.outcome")
         worker_col, type_col, fin_col = "a.worker_key", "t.type", "a.finished_at"
         join = " JOIN tasks t ON t.id = a.task_id" if "type" in keys else ""
+        # Attempts in table order where the table has one; else by their primary key.
+        order = ["a.rowid"] if sqlite_rowid else ["a.task_id", "a.attempt"]
     where, wparams = _window_sql(fin_col, lo, hi)
     in_sql = ", ".join("?" * len(outcomes))
+    names: dict[str, list[str]] = {}
+    lut: np.ndarray | None = None
+    if "worker_id" in keys:
+        lut, names["worker_id"] = _worker_lookup(db)
 
-    def build(expr: _TypeExpr | None) -> tuple[str, list[Any], dict[str, str]]:
-        select = [f"{fin_col}", code]
-        cols = {"at": "float64", "outcome": "int64"}
+    def scan(expr: _TypeExpr | None) -> tuple[list[Any], list[str]]:
+        select = [*order, fin_col, code]
+        cols = {f"k{i}": "int64" for i in range(len(order))}
+        cols.update({"at": "float64", "outcome": "int64"})
         params: list[Any] = []
         if expr is not None:
             select.append(f"{expr.sql} AS type")
@@ -110,24 +170,93 @@ def _finished_frame(
         if "worker_id" in keys:
             select.append(worker_col)
             cols["worker"] = "int64"
-        # The unary + keeps SQLite on a table scan rather than one index probe per row.
-        sql = (
+        after = order[0] + " > ?" if len(order) == 1 else f"({', '.join(order)}) > (?, ?)"
+        # The unary + keeps SQLite on the table's own order rather than a status index.
+        base = (
             f"SELECT {', '.join(select)} FROM {table}{join}"
             f" WHERE +{status_col} IN ({in_sql}) AND {where}"
         )
-        return sql, [*params, *outcomes, *wparams], cols
+        text_codes: dict[str, int] = {}
+        parts: list[Any] = []
+        last: list[Any] | None = None
+        while True:
+            if last is None:
+                sql, bound = base, []
+            else:
+                sql, bound = f"{base} AND {after}", last
+            batch = db.read_columns(
+                f"{sql} ORDER BY {', '.join(order)} LIMIT ?",
+                [*params, *outcomes, *wparams, *bound, _ROWS_PER_BATCH],
+                columns=cols,
+                action=f"read finished {table}",
+            )
+            n = len(batch["at"])
+            if n:
+                last = [int(batch[f"k{i}"][-1]) for i in range(len(order))]
+                by_key: dict[str, tuple[np.ndarray, int]] = {}
+                if expr is not None:
+                    values = batch["type"]
+                    if expr.cats is not None:
+                        if (values < 0).any():  # a type written after the types were listed
+                            raise _Retry
+                        by_key["type"] = (values, len(expr.cats) + 1)
+                    else:
+                        local, uniques = pd.factorize(values)
+                        glob = np.array(
+                            [text_codes.setdefault(str(u), len(text_codes)) for u in uniques],
+                            dtype="int64",
+                        )
+                        local = local.astype("int64")
+                        type_codes = np.where(local >= 0, glob[local] if len(glob) else -1, -1)
+                        by_key["type"] = (type_codes, len(text_codes) + 1)
+                if lut is not None:
+                    by_key["worker_id"] = (
+                        _worker_codes(batch["worker"], lut),
+                        len(names["worker_id"]) + 1,
+                    )
+                codes = [by_key[key][0] for key in keys]
+                sizes = [by_key[key][1] for key in keys]
+                codes.append(batch["outcome"])
+                sizes.append(_N_CODES)
+                b = np.floor(batch["at"] / width).astype("int64")
+                parts.append(_batch_counts(b, codes, sizes))
+            if n < _ROWS_PER_BATCH:
+                break
+        if expr is not None and expr.cats is None:
+            # Codes in order of the sorted names, as a sorted factorize gives them.
+            seen = sorted(text_codes)
+            rank = np.full(len(text_codes) + 1, -1, dtype="int64")
+            for i, name in enumerate(seen):
+                rank[text_codes[name]] = i
+            at = keys.index("type")
+            for _bs, cs, _counts in parts:
+                cs[at] = rank[cs[at]]
+            return parts, seen
+        return parts, [] if expr is None or expr.cats is None else expr.cats
 
-    decoded: dict[str, tuple[np.ndarray, list[str]]] = {}
     if "type" in keys:
-        frame, codes, cats = _read_with_types(db, build, type_col)
-        decoded["type"] = (codes, cats)
+        expr = _type_expr(db, type_col)
+        try:
+            parts, names["type"] = scan(expr)
+        except _Retry:
+            parts, names["type"] = scan(_TypeExpr(type_col, [], None))
     else:
-        sql, params, cols = build(None)
-        frame = db.read_frame(sql, params, columns=cols, action=f"read finished {table}")
-    if "worker_id" in keys:
-        lut, names = _worker_lookup(db)
-        decoded["worker_id"] = (_worker_codes(frame["worker"].to_numpy(), lut), names)
-    return frame, decoded
+        parts, _unused = scan(None)
+    code_cols = [*keys, "outcome"]
+    if not parts:
+        frame = pd.DataFrame({c: np.empty(0, dtype="int64") for c in ["b", *code_cols]})
+        frame["count"] = np.empty(0, dtype="int64")
+    else:
+        data: dict[str, Any] = {"b": np.concatenate([p[0] for p in parts])}
+        for i, col in enumerate(code_cols):
+            data[col] = np.concatenate([p[1][i] for p in parts])
+        data["count"] = np.concatenate([p[2] for p in parts])
+        frame = pd.DataFrame(data)
+        # A group can span batches; text type codes were renumbered after counting.
+        frame = frame.groupby(["b", *code_cols], sort=True)["count"].sum().reset_index()
+    frame.insert(0, "bucket", frame.pop("b").to_numpy().astype("float64") * width)
+    frame["count"] = frame["count"].astype("int64")
+    return frame, names
 
 
 def _group_codes(
@@ -139,14 +268,12 @@ def _group_codes(
     return pd.DataFrame(data)
 
 
-def _finish_by(
-    frame: pd.DataFrame, keys: list[str], decoded: dict[str, tuple[np.ndarray, list[str]]]
-) -> pd.DataFrame:
+def _finish_by(frame: pd.DataFrame, keys: list[str], names: dict[str, list[str]]) -> pd.DataFrame:
     """Turn integer ``bucket`` seconds and by-codes into UTC timestamps and categories."""
     out = frame.copy()
     out["bucket"] = as_utc(out["bucket"].to_numpy(), index=out.index)
     for key in keys:
-        out[key] = _categorical(out[key].to_numpy(), decoded[key][1])
+        out[key] = _categorical(out[key].to_numpy(), names[key])
     return out
 
 
@@ -208,22 +335,23 @@ def success_rate(
     columns.update(dict.fromkeys(("completed", "failed", "total"), "int64"))
     columns.update(dict.fromkeys(("rate", "ci_low", "ci_high"), "float64"))
     outcomes = ("completed", "failed") if level == "task" else ("completed", "failed", "abandoned")
-    frame, decoded = _finished_frame(db, level=level, keys=keys, lo=lo, hi=hi, outcomes=outcomes)
-    if frame.empty:
+    counts, names = _finished_counts(
+        db, level=level, keys=keys, lo=lo, hi=hi, outcomes=outcomes, width=width
+    )
+    if counts.empty:
         return empty_frame(columns)
-    groups = _group_codes(_floor(frame["at"].to_numpy(), width), keys, decoded)
     done = _COMPLETED if level == "task" else _O_COMPLETED
-    groups["ok"] = (frame["outcome"].to_numpy() == done).astype("int64")
-    agg = groups.groupby(["bucket", *keys], sort=True)["ok"].agg(["sum", "size"]).reset_index()
-    completed = agg["sum"].to_numpy().astype("int64")
-    total = agg["size"].to_numpy().astype("int64")
+    counts["ok"] = np.where(counts["outcome"].to_numpy() == done, counts["count"].to_numpy(), 0)
+    agg = counts.groupby(["bucket", *keys], sort=True)[["ok", "count"]].sum().reset_index()
+    completed = agg["ok"].to_numpy().astype("int64")
+    total = agg["count"].to_numpy().astype("int64")
     rate, low, high = _wilson(completed, total, z)
     result = agg[["bucket", *keys]].copy()
     result["completed"] = completed
     result["failed"] = total - completed
     result["total"] = total
     result["rate"], result["ci_low"], result["ci_high"] = rate, low, high
-    return _finish_by(result, keys, decoded)[list(columns)]
+    return _finish_by(result, keys, names)[list(columns)]
 
 
 @share_docs
@@ -268,19 +396,20 @@ def throughput(
     lo, hi, _at = resolve_window(db, since, until, now)
     columns: dict[str, Any] = {"bucket": UTC_DTYPE, **_by_dtypes(keys)}
     columns.update({"outcome": OUTCOME_DTYPE, "count": "int64"})
-    frame, decoded = _finished_frame(
-        db, level="task", keys=keys, lo=lo, hi=hi, outcomes=("completed", "failed", "cancelled")
+    result, names = _finished_counts(
+        db,
+        level="task",
+        keys=keys,
+        lo=lo,
+        hi=hi,
+        outcomes=("completed", "failed", "cancelled"),
+        width=width,
     )
-    if frame.empty:
+    if result.empty:
         return empty_frame(columns)
-    groups = _group_codes(_floor(frame["at"].to_numpy(), width), keys, decoded)
-    groups["outcome"] = frame["outcome"].to_numpy()
-    agg = groups.groupby(["bucket", *keys, "outcome"], sort=True, dropna=False).size()
-    result = agg.rename("count").reset_index()
-    result["count"] = result["count"].astype("int64")
-    names = [_OUTCOME_OF_STATUS[int(c)] for c in result["outcome"].to_numpy()]
-    result["outcome"] = pd.Categorical(names, dtype=OUTCOME_DTYPE)
-    return _finish_by(result, keys, decoded)[list(columns)]
+    outcome_names = [_OUTCOME_OF_STATUS[int(c)] for c in result["outcome"].to_numpy()]
+    result["outcome"] = pd.Categorical(outcome_names, dtype=OUTCOME_DTYPE)
+    return _finish_by(result, keys, names)[list(columns)]
 
 
 # -- depth_timeline -------------------------------------------------------------------------
@@ -555,7 +684,7 @@ def latency(
     result = quant.merge(sizes, on=["bucket", *keys], how="left")
     result["count"] = result["count"].astype("int64")
     result["quantile"] = result["quantile"].astype("float64")
-    result = _finish_by(result, keys, decoded)
+    result = _finish_by(result, keys, {k: v[1] for k, v in decoded.items()})
     return result[list(columns)].reset_index(drop=True)
 
 
