@@ -83,7 +83,7 @@ def _wilson(completed: np.ndarray, total: np.ndarray, z: float) -> tuple[np.ndar
 
 
 #: Finished rows per batch of :func:`_finished_counts`; memory is bounded by a batch.
-_ROWS_PER_BATCH = 1_000_000
+_ROWS_PER_BATCH = 1 << 18
 #: Outcome and status codes are below this (plus one, so that -1 maps to 0).
 _N_CODES = 6
 
