@@ -386,8 +386,10 @@ class EventWriter:
             return self._offline(conn, event)
         if not event.task:
             return "ignored"
-        # An event may finish, reopen or move any attempt of its task: the workers'
-        # completed / failed counters follow the difference it made to those attempts.
+        if kind in ("task-sent", "task-received"):
+            return self._queued(conn, event)  # touches no attempt, so no counter
+        # Any other task event may finish, reopen or move an attempt of its task: the
+        # workers' completed / failed counters follow the difference it made to them.
         before = _finished_attempts(conn, event.task)
         outcome = self._task_event(conn, event)
         if outcome == "applied":
@@ -400,8 +402,6 @@ class EventWriter:
 
     def _task_event(self, conn: Any, event: RecordedEvent) -> str:
         kind = event.kind
-        if kind in ("task-sent", "task-received"):
-            return self._queued(conn, event)
         if kind == "task-started":
             return self._started(conn, event)
         if kind in ("task-succeeded", "task-failed", "task-retried"):
