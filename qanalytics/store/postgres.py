@@ -151,8 +151,46 @@ CREATE INDEX attempts_finished ON attempts
     (finished_at NULLS FIRST, worker_key, outcome, claimed_at, task_id);
 """
 
+_PG_V5 = """
+CREATE TABLE heartbeat_days (
+    worker_key   bigint NOT NULL REFERENCES workers (worker_key),
+    day          bigint NOT NULL,
+    beats        bigint NOT NULL CHECK (beats >= 1),
+    first_at     double precision NOT NULL,
+    last_at      double precision NOT NULL CHECK (last_at >= first_at),
+    last_task_id bigint,
+    median_gap_s double precision CHECK (median_gap_s IS NULL OR median_gap_s >= 0),
+    PRIMARY KEY (worker_key, day)
+);
+CREATE INDEX heartbeat_days_day ON heartbeat_days (day NULLS FIRST);
+CREATE TABLE heartbeat_silences (
+    worker_key bigint NOT NULL REFERENCES workers (worker_key),
+    start_at   double precision NOT NULL,
+    end_at     double precision NOT NULL CHECK (end_at > start_at),
+    task_id    bigint,
+    PRIMARY KEY (worker_key, start_at)
+);
+CREATE INDEX heartbeat_silences_end ON heartbeat_silences (end_at NULLS FIRST);
+CREATE TABLE task_hours (
+    hour   bigint NOT NULL,
+    type   text NOT NULL,
+    status text NOT NULL CHECK (status IN ('completed', 'failed', 'cancelled')),
+    tasks  bigint NOT NULL CHECK (tasks >= 0),
+    PRIMARY KEY (hour, type, status)
+);
+CREATE TABLE attempt_hours (
+    hour     bigint NOT NULL,
+    type     text NOT NULL,
+    outcome  text NOT NULL CHECK (outcome IN ('completed', 'failed', 'abandoned', 'cancelled')),
+    attempts bigint NOT NULL CHECK (attempts >= 0),
+    PRIMARY KEY (hour, type, outcome)
+);
+CREATE INDEX tasks_finished ON tasks (finished_at NULLS FIRST, status, type)
+    WHERE finished_at IS NOT NULL;
+"""
+
 #: PostgreSQL migrations, one per SQLite migration (same version numbers).
-PG_MIGRATIONS: list[str] = [_PG_V1, _PG_V2, _PG_V3, _PG_V4]
+PG_MIGRATIONS: list[str] = [_PG_V1, _PG_V2, _PG_V3, _PG_V4, _PG_V5]
 
 # The schema version lives in a one-row table; its presence marks a qanalytics store.
 _VERSION_TABLE = "qanalytics_schema"

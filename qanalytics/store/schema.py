@@ -14,6 +14,7 @@ __all__ = [
     "OUTCOMES",
     "SCHEMA_VERSION",
     "TASK_STATUSES",
+    "TIERS_VERSION",
 ]
 
 #: ``PRAGMA application_id`` of a qanalytics store: "QANA" in ASCII.
@@ -151,12 +152,64 @@ CREATE INDEX attempts_finished ON attempts
     (finished_at, worker_key, outcome, claimed_at, task_id);
 """
 
+# Version 5: summary tiers, so that a year of history answers in seconds. prune() (or
+# upkeep.summarize) folds each hour of raw heartbeats into one row per worker and day
+# and keeps every silence worth knowing (longer than twice the hour's median interval,
+# and any longer than a minute, or spanning a removal) with its exact start and end; the
+# liveness reads take history before ``meta['heartbeats_summarized_until']`` from here.
+# task_hours / attempt_hours count finishes per hour, type and outcome before
+# ``meta['tasks_summarized_until']``; tasks_finished serves the finishes after it.
+_V5 = """
+CREATE TABLE heartbeat_days (
+    worker_key   INTEGER NOT NULL REFERENCES workers (worker_key),
+    day          INTEGER NOT NULL,
+    beats        INTEGER NOT NULL CHECK (beats >= 1),
+    first_at     REAL NOT NULL,
+    last_at      REAL NOT NULL CHECK (last_at >= first_at),
+    last_task_id INTEGER,
+    median_gap_s REAL CHECK (median_gap_s IS NULL OR median_gap_s >= 0),
+    PRIMARY KEY (worker_key, day)
+) WITHOUT ROWID;
+CREATE INDEX heartbeat_days_day ON heartbeat_days (day);
+
+CREATE TABLE heartbeat_silences (
+    worker_key INTEGER NOT NULL REFERENCES workers (worker_key),
+    start_at   REAL NOT NULL,
+    end_at     REAL NOT NULL CHECK (end_at > start_at),
+    task_id    INTEGER,
+    PRIMARY KEY (worker_key, start_at)
+) WITHOUT ROWID;
+CREATE INDEX heartbeat_silences_end ON heartbeat_silences (end_at);
+
+CREATE TABLE task_hours (
+    hour   INTEGER NOT NULL,
+    type   TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('completed', 'failed', 'cancelled')),
+    tasks  INTEGER NOT NULL CHECK (tasks >= 0),
+    PRIMARY KEY (hour, type, status)
+) WITHOUT ROWID;
+
+CREATE TABLE attempt_hours (
+    hour     INTEGER NOT NULL,
+    type     TEXT NOT NULL,
+    outcome  TEXT NOT NULL CHECK (outcome IN ('completed', 'failed', 'abandoned', 'cancelled')),
+    attempts INTEGER NOT NULL CHECK (attempts >= 0),
+    PRIMARY KEY (hour, type, outcome)
+) WITHOUT ROWID;
+
+CREATE INDEX tasks_finished ON tasks (finished_at, status, type) WHERE finished_at IS NOT NULL;
+"""
+
 #: Ordered migrations; entry ``i`` takes the schema from version ``i`` to ``i + 1``.
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4]
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5]
 
 #: The first schema version with the worker counters (``workers.heartbeats``,
 #: ``tasks_completed``, ``tasks_failed``) and the ``attempts_finished`` index.
 COUNTERS_VERSION = MIGRATIONS.index(_V4) + 1
+
+#: The first schema version with the summary tiers (``heartbeat_days``,
+#: ``heartbeat_silences``, ``task_hours``, ``attempt_hours``).
+TIERS_VERSION = MIGRATIONS.index(_V5) + 1
 
 #: The schema version this code writes and reads.
 SCHEMA_VERSION = len(MIGRATIONS)
