@@ -26,7 +26,7 @@ from qanalytics import maintenance as mt
 from qanalytics.cli import main
 from qanalytics.frames import heartbeats, workers
 from qanalytics.liveness import outages
-from qanalytics.upkeep import retention
+from qanalytics.upkeep import retention, tiers
 
 T0 = 1_700_000_000.0  # 20 s past a whole minute
 END = T0 + 2 * 3600 + 5  # the history's `now`
@@ -241,6 +241,8 @@ def test_a_batch_committed_during_a_read_is_counted_once(
                     state["snapshot_reads"] += 1
                 elif state["armed"]:
                     state["armed"] = every_read
+                    # As prune does: the tiers first (each hour a batch), then the rollup.
+                    tiers.summarize_heartbeats(writer, until=cutoff)
                     n, _rows, _horizon = retention._rollup_batch(writer, cutoff, 10)
                     state["batches"] += n > 0
 
@@ -308,7 +310,7 @@ def test_an_outage_before_the_horizon_runs_into_a_later_window(
         window[OUTAGE_COLUMNS].reset_index(drop=True), unpruned["window_outages"]
     )
     w4 = window[window["worker_id"] == "w4"]
-    assert list(w4["resolution"].astype(str)) == ["minute"]
+    assert list(w4["resolution"].astype(str)) == ["summary"]
 
 
 # -- check() on stores that break the schema ---------------------------------------------------

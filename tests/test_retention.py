@@ -123,11 +123,12 @@ def test_outages_found_on_both_sides(db: qa.Store, pruned: dict[str, pd.DataFram
         drift = (before[column] - after[column]).abs()
         assert (drift <= pd.Timedelta(minutes=1)).all()
     horizon = mt.raw_history_starts_at(db)
-    assert set(after["resolution"]) == {"raw", "minute"}
-    assert (after.loc[after["resolution"] == "minute", "start"] < horizon).all()
+    # Before the horizon, outages come from the summary tiers prune filled first.
+    assert set(after["resolution"]) == {"raw", "summary"}
+    assert (after.loc[after["resolution"] == "summary", "start"] < horizon).all()
     w2 = after[after["worker_id"] == "w2"]
     assert list(w2["duration_s"]) == [610.0, 310.0]
-    assert w2["resolution"].tolist() == ["minute", "raw"]
+    assert w2["resolution"].tolist() == ["summary", "raw"]
     assert after["tasks_in_flight"][after["worker_id"] == "w1"].empty
     assert "raw_history_starts_at" in after.attrs
 
@@ -141,7 +142,7 @@ def test_outages_in_a_window_before_the_horizon(
     pd.testing.assert_frame_equal(
         before[["worker_id", "start", "end"]], after[["worker_id", "start", "end"]]
     )
-    assert (after["resolution"] == "minute").all()
+    assert (after["resolution"] == "summary").all()
 
 
 def test_uptime_close_to_unpruned(db: qa.Store, pruned: dict[str, pd.DataFrame]) -> None:
@@ -182,7 +183,7 @@ def test_gaps_mark_minute_rows(db: qa.Store, clock: qa.FakeClock) -> None:
 
 
 def test_minute_only_history_uses_in_minute_interval(db: qa.Store, clock: qa.FakeClock) -> None:
-    # Everything pruned: no raw gaps, so thresholds come from the minutes' mean intervals.
+    # Everything pruned: no raw gaps, so thresholds come from the days' usual intervals.
     _history(db, clock)
     clock.advance("2h")
     qa.heartbeat(db, "w1")
@@ -190,7 +191,7 @@ def test_minute_only_history_uses_in_minute_interval(db: qa.Store, clock: qa.Fak
     w2 = outages(db, until=T0 + STEPS * STEP)
     w2 = w2[(w2["worker_id"] == "w2") & (w2["ended_by"] == "resumed")]
     assert list(w2["duration_s"]) == [610.0, 310.0]
-    assert (w2["resolution"] == "minute").all()
+    assert (w2["resolution"] == "summary").all()
 
 
 def test_unpruned_and_empty_stores_unchanged(db: qa.Store, clock: qa.FakeClock) -> None:

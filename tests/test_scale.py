@@ -295,7 +295,7 @@ def test_liveness_read_in_groups_of_workers_equals_one_read(
         whole = _liveness_answers(db, end)
         assert len(whole["outages"]) > 3
         monkeypatch.setattr(liveness, "GROUP_BEATS", 5)
-        assert len(liveness._key_groups(db) or []) > 2
+        assert len(liveness._key_groups(db, db.now()) or []) > 2
         grouped = _liveness_answers(db, end)
         monkeypatch.undo()
         for name, frame in whole.items():
@@ -371,7 +371,7 @@ def test_grouped_edges_fleet_interval_and_claims_at_the_start(
     clock.advance(100)  # > 3 x the fleet's 10 s, < the 300 s used when nothing is measured
     whole = qa.outages(db)
     monkeypatch.setattr(liveness, "GROUP_BEATS", 4)
-    assert len(liveness._key_groups(db) or []) >= 3
+    assert len(liveness._key_groups(db, db.now()) or []) >= 3
     grouped = qa.outages(db)
     pd.testing.assert_frame_equal(grouped, whole)
     by_worker = {w: list(f["tasks_in_flight"]) for w, f in grouped.groupby("worker_id")}

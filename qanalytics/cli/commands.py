@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -749,6 +750,40 @@ def prune_command(
             f"Deleted {result.tasks_deleted:,} task(s) and {result.attempts_deleted:,} "
             f"attempt(s) finished before {epoch_text(result.finished_cutoff)} UTC."
         )
+
+
+@main.command("summarize", short_help="Fold heartbeats into the summary tiers (writes).")
+@_db_option
+@click.option(
+    "--lag",
+    type=DURATION,
+    default="1h",
+    show_default=True,
+    help="How far behind now the tiers stop.",
+)
+@_format_option(("table", "json"))
+@_now_option
+def summarize_command(db_path: str | None, lag: float, fmt: str, now: str | None) -> None:
+    """Fold heartbeats up to --lag before now into the summary tiers.
+
+    Outages, uptime and alive intervals read history before the tiers' mark from one
+    row per worker and day plus the silences, so long histories answer in seconds. Run
+    it every few minutes to hours (prune runs it up to its own cutoff). Raw beats are
+    kept; running it again changes nothing until new beats age past the lag.
+    """
+    with _open(db_path, readonly=False) as db:
+        bar = fmt == "table" and sys.stderr.isatty()  # a progress bar only for a person
+        result = upkeep.summarize(db, lag=lag, now=_time_arg(now), progress=bar)
+    if fmt == "json":
+        click.echo(json.dumps(result.as_dict()))
+        return
+    if result.until is None:
+        click.echo("Summarized nothing: the store holds no heartbeat yet.")
+        return
+    click.echo(
+        f"Summarized {result.beats:,} heartbeat(s) up to {epoch_text(result.until)} UTC "
+        f"({result.silences:,} silence(s) kept, {result.transactions:,} transaction(s))."
+    )
 
 
 @main.command("vacuum", short_help="Return unused pages to the file system (writes).")

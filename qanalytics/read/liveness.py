@@ -57,7 +57,7 @@ import pandas as pd
 from .._docstrings import share_docs
 from .._time import parse_duration, parse_freq
 from ..store import Store
-from ..store.schema import COUNTERS_VERSION
+from ..store.schema import COUNTERS_VERSION, TIERS_VERSION
 from ..write.workers import check_worker_id
 from .common import (
     MAX_BUCKETS,
@@ -69,7 +69,13 @@ from .common import (
     window_where,
 )
 from .coverage import overlap_s, unobserved_intervals
-from .rollups import history_horizon, rollup_columns, stable_read
+from .rollups import (
+    META_HEARTBEATS_SUMMARIZED_UNTIL,
+    history_horizon,
+    meta_get,
+    rollup_columns,
+    stable_read,
+)
 
 __all__ = [
     "CONTEXT_BEATS",
@@ -99,6 +105,11 @@ _T = TypeVar("_T")
 ENDED_BY_DTYPE = pd.CategoricalDtype(["resumed", "removed", "still silent", "not observed"])
 #: ``resolution`` of a row: from a raw beat, or from a minute rolled up by ``prune``.
 RESOLUTION_DTYPE = pd.CategoricalDtype(["raw", "minute"])
+#: ``resolution`` of an outage: also ``summary``, found in the summary tiers.
+OUTAGE_RESOLUTION_DTYPE = pd.CategoricalDtype(["raw", "minute", "summary"])
+#: A windowed read takes the summary tiers from this many days before the window.
+CONTEXT_DAYS = 2
+_DAY_S = 86400.0
 
 
 @share_docs
@@ -114,6 +125,33 @@ def horizon(db: Store) -> float | None:
     float or None
     """
     return history_horizon(db)
+
+
+@share_docs
+def summary_mark(db: Store, now: float) -> float | None:
+    """Where the summary tiers end (epoch seconds), when a read at `now` uses them.
+
+    History before the mark is read from ``heartbeat_days``/``heartbeat_silences`` (see
+    :mod:`qanalytics.upkeep.tiers`), history after it from the raw beats. None when the
+    store has no tiers, or when `now` is before the mark (a question about the past
+    inside the summarized history is answered from the raw beats and minutes).
+
+    Parameters
+    ----------
+    {db}
+    now : float
+        Epoch seconds.
+
+    Returns
+    -------
+    float or None
+    """
+    if db.schema_version < TIERS_VERSION:
+        return None
+    value = meta_get(db, META_HEARTBEATS_SUMMARIZED_UNTIL)
+    if value is None or now < float(value):
+        return None
+    return float(value)
 
 
 def uses_rollups(horizon_at: float | None, since: float | None) -> bool:
@@ -295,11 +333,15 @@ class _Beats:
     inner: np.ndarray  # bool: a minute's last beat; the gap before it is inside the minute
     mean_gap: np.ndarray  # float64: at `inner`, the minute's mean interval; else NaN
     horizon: float | None  # where raw history starts, None if never pruned
+    summary: np.ndarray  # bool: a point of the summary tiers (then `minute` is set too)
 
 
-def _read_beats(db: Store, since: float | None, now: float, keys: list[int] | None) -> pd.DataFrame:
+def _read_beats(
+    db: Store, since: float | None, now: float, keys: list[int] | None, mark: float | None = None
+) -> pd.DataFrame:
     cols = {"worker_key": "int64", "at": "float64", "task_id": "int64"}
-    where, params = window_where("at", since, now)
+    # With summary tiers, raw beats are read from the mark on only.
+    where, params = window_where("at", since if mark is None else max(since or mark, mark), now)
     if keys is not None:
         clause, values = in_list_sql("worker_key", keys)
         where.append(clause)
@@ -316,7 +358,7 @@ def _read_beats(db: Store, since: float | None, now: float, keys: list[int] | No
         columns=cols,
         action="read heartbeats",
     )
-    if since is not None:
+    if since is not None and (mark is None or since > mark):
         # The last beats before the window, per worker, via the (worker_key, at) index:
         # the latest one carries the worker's state into the window (a silence that
         # started before it), the others give its usual interval when the window itself
@@ -324,9 +366,10 @@ def _read_beats(db: Store, since: float | None, now: float, keys: list[int] | No
         sql = (
             f"SELECT w.worker_key, h.at, {prior_task} FROM workers w"
             " JOIN heartbeats h ON h.rowid IN (SELECT h2.rowid FROM heartbeats h2"
-            " WHERE h2.worker_key = w.worker_key AND h2.at < ? ORDER BY h2.at DESC LIMIT ?)"
+            " WHERE h2.worker_key = w.worker_key AND h2.at < ? AND h2.at >= ?"
+            " ORDER BY h2.at DESC LIMIT ?)"
         )
-        prior_params: list[Any] = [since, CONTEXT_BEATS]
+        prior_params: list[Any] = [since, -np.inf if mark is None else mark, CONTEXT_BEATS]
         if keys is not None:
             clause, values = in_list_sql("w.worker_key", keys)
             sql += " WHERE " + clause
@@ -375,34 +418,153 @@ def _rollup_points(
     return key, at, task.astype("int64"), inner, mean_gap
 
 
+def _summary_points(
+    db: Store, since: float | None, now: float, keys: list[int] | None, mark: float
+) -> tuple[np.ndarray, ...]:
+    """The summary tiers as beats, in the form of :func:`_rollup_points`.
+
+    Each day row gives its first and last beat, each silence its two ends. Only the gap
+    before a silence's end is a true gap between consecutive beats; every other gap
+    between these points hides beats and no silence (``inner``), so it is never an
+    outage. A day's last beat carries the day's usual interval (``mean_gap``) and task.
+    A read from `since` takes the days from :data:`CONTEXT_DAYS` before it and each
+    worker's last day before those; a window starting after the mark needs only each
+    worker's last day (a worker silent since before the mark).
+    """
+    day_cols = {
+        "worker_key": "int64",
+        "first_at": "float64",
+        "last_at": "float64",
+        "last_task_id": "int64",
+        "median": "float64",
+    }
+    select = (
+        "SELECT d.worker_key, d.first_at, d.last_at, IFNULL(d.last_task_id, -1),"
+        " IFNULL(d.median_gap_s, -1) FROM heartbeat_days d"
+    )
+    latest = (
+        " WHERE d.day = (SELECT max(d2.day) FROM heartbeat_days d2"
+        " WHERE d2.worker_key = d.worker_key AND d2.day < ?)"
+    )
+    key_clause: list[str] = []
+    key_params: list[Any] = []
+    if keys is not None:
+        clause, key_params = in_list_sql("d.worker_key", keys)
+        key_clause = [clause]
+    parts: list[dict[str, np.ndarray]] = []
+    silences: dict[str, np.ndarray] | None = None
+    if since is not None and since > mark:
+        parts.append(
+            db.read_columns(
+                select + latest + "".join(" AND " + c for c in key_clause),
+                [int(mark // _DAY_S) + 1, *key_params],
+                columns=day_cols,
+                action="read the summary tiers",
+            )
+        )
+    else:
+        where = ["d.first_at <= ?"]
+        params: list[Any] = [now]
+        day0 = None
+        if since is not None:
+            day0 = int(since // _DAY_S) - CONTEXT_DAYS
+            where.append("d.day >= ?")
+            params.append(day0)
+            parts.append(
+                db.read_columns(
+                    select + latest + "".join(" AND " + c for c in key_clause),
+                    [day0, *key_params],
+                    columns=day_cols,
+                    action="read the summary tiers",
+                )
+            )
+        parts.append(
+            db.read_columns(
+                select + " WHERE " + " AND ".join(where + key_clause),
+                params + key_params,
+                columns=day_cols,
+                action="read the summary tiers",
+            )
+        )
+        s_where = ["s.start_at <= ?"]
+        s_params: list[Any] = [now]
+        if day0 is not None:
+            s_where.append("s.end_at >= ?")
+            s_params.append(day0 * _DAY_S)
+        if keys is not None:
+            clause, values = in_list_sql("s.worker_key", keys)
+            s_where.append(clause)
+            s_params.extend(values)
+        silences = db.read_columns(
+            "SELECT s.worker_key, s.start_at, s.end_at, IFNULL(s.task_id, -1)"
+            " FROM heartbeat_silences s WHERE " + " AND ".join(s_where),
+            s_params,
+            columns={"worker_key": "int64", "start": "float64", "end": "float64", "task": "int64"},
+            action="read the summary tiers",
+        )
+    d = {c: np.concatenate([p[c] for p in parts]) for c in day_cols}
+    first, last = d["first_at"], d["last_at"]
+    visible = last <= now
+    # A day whose last beat is after `now` keeps only its first beat (task unknown).
+    two = visible & (last > first)
+    med = np.where(d["median"] > 0, d["median"], np.nan)
+    key = [d["worker_key"][two], d["worker_key"]]
+    at = [first[two], np.where(visible, last, first)]
+    task = [np.full(int(two.sum()), -1), np.where(visible, d["last_task_id"], -1)]
+    inner = [np.ones(int(two.sum()), dtype=bool), np.ones(len(first), dtype=bool)]
+    mean_gap = [np.full(int(two.sum()), np.nan), np.where(visible, med, np.nan)]
+    if silences is not None:
+        s_key, s_start, s_end = silences["worker_key"], silences["start"], silences["end"]
+        ended = s_end <= now
+        key += [s_key, s_key[ended]]
+        at += [s_start, s_end[ended]]
+        task += [silences["task"], np.full(int(ended.sum()), -1)]
+        inner += [np.ones(len(s_key), dtype=bool), np.zeros(int(ended.sum()), dtype=bool)]
+        mean_gap += [np.full(len(s_key), np.nan), np.full(int(ended.sum()), np.nan)]
+    return (
+        np.concatenate(key),
+        np.concatenate(at),
+        np.concatenate(task).astype("int64"),
+        np.concatenate(inner),
+        np.concatenate(mean_gap),
+    )
+
+
 def _model(
     db: Store,
     since: float | None,
     now: float,
     keys: list[int] | None,
     removals: dict[int, np.ndarray] | None = None,
+    *,
+    tiers: bool = True,
 ) -> _Beats:
 
 
-    def read() -> tuple[pd.DataFrame, float | None, tuple[np.ndarray, ...] | None]:
+    def read() -> tuple[pd.DataFrame, float | None, float | None, tuple[np.ndarray, ...] | None]:
         # Raw beats, the horizon and the rollups as of one moment of any prune.
-        beats = _read_beats(db, since, now, keys)
+        mark = summary_mark(db, now) if tiers else None
+        beats = _read_beats(db, since, now, keys, mark)
         horizon_at = horizon(db)
         rolled = None
-        if horizon_at is not None:
+        if mark is not None:
+            rolled = _summary_points(db, since, now, keys, mark)
+        elif horizon_at is not None:
             # Even a window after the horizon needs each worker's last rolled-up minute:
             # a silence that began before the horizon runs into the window.
             rolled = _rollup_points(db, since, now, keys)
-        return beats, horizon_at, rolled
+        return beats, horizon_at, mark, rolled
 
-    raw, horizon_at, rolled = stable_read(db, read)
+    raw, horizon_at, mark, rolled = stable_read(db, read)
     key = raw["worker_key"].to_numpy(dtype="int64")
     at = raw["at"].to_numpy(dtype="float64")
     task = raw["task_id"].to_numpy(dtype="int64")
     n_raw = len(key)
+    summary = np.zeros(n_raw, dtype=bool)
     if rolled is not None:
         r_key, r_at, r_task, r_inner, r_mean = rolled
-        if since is not None and not uses_rollups(horizon_at, since):
+        after = mark is not None and since is not None and since > mark
+        if after or (mark is None and since is not None and not uses_rollups(horizon_at, since)):
             # A window after the horizon needs the last rolled-up minute only of a worker
             # with no raw beat before the window: it went silent before the horizon.
             take = ~np.isin(r_key, key[at < since])
@@ -414,10 +576,12 @@ def _model(
         minute = np.concatenate([np.zeros(n_raw, dtype=bool), np.ones(len(r_key), dtype=bool)])
         inner = np.concatenate([np.zeros(n_raw, dtype=bool), r_inner])
         mean_gap = np.concatenate([np.full(n_raw, np.nan), r_mean])
+        summary = np.concatenate([summary, np.full(len(r_key), mark is not None)])
         # Sorted by (key, at), a minute's first beat before its last: inner last.
         order = np.lexsort((inner, at, key))
         key, at, task = key[order], at[order], task[order]
         minute, inner, mean_gap = minute[order], inner[order], mean_gap[order]
+        summary = summary[order]
     else:
         order = np.lexsort((at, key))
         key, at, task = key[order], at[order], task[order]
@@ -450,7 +614,8 @@ def _model(
         gap[1:] = at[1:] - at[:-1]
     gap[seg_start] = np.nan
     return _Beats(
-        key, at, task, seg_start, seg_end, gap, removal, minute, inner, mean_gap, horizon_at
+        key, at, task, seg_start, seg_end, gap, removal, minute, inner, mean_gap, horizon_at,
+        summary,
     )
 
 
@@ -483,7 +648,7 @@ def _own_intervals(beats: _Beats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     the raw gaps and the minute means it is measured from (see :func:`_thresholds`)."""
     n = len(beats.key)
     positive = beats.gap > 0
-    if beats.horizon is not None and beats.minute.any():
+    if beats.minute.any():
         prev_minute = np.zeros(n, dtype=bool)
         prev_minute[1:] = beats.minute[:-1]
         positive &= ~beats.minute & ~prev_minute
@@ -542,11 +707,11 @@ def _subset(beats: _Beats, mask: np.ndarray) -> _Beats:
     return _Beats(
         beats.key[mask], beats.at[mask], beats.task[mask], beats.seg_start[mask],
         beats.seg_end[mask], beats.gap[mask], beats.removal[mask], beats.minute[mask],
-        beats.inner[mask], beats.mean_gap[mask], beats.horizon,
+        beats.inner[mask], beats.mean_gap[mask], beats.horizon, beats.summary[mask],
     )
 
 
-def _key_groups(db: Store) -> list[list[int]] | None:
+def _key_groups(db: Store, now: float) -> list[list[int]] | None:
     """Worker keys in groups of about :data:`GROUP_BEATS` beats; None for one group.
 
     A store before the beat counters is read in one group.
@@ -557,6 +722,27 @@ def _key_groups(db: Store) -> list[list[int]] | None:
         "SELECT worker_key, heartbeats FROM workers ORDER BY worker_key",
         action="read the workers' beat counts",
     )
+    if summary_mark(db, now) is not None:
+        # Raw beats after the mark (all beats less those summarized), plus two points
+        # per day and per silence before it.
+        tier = {
+            int(k): (int(b), int(n))
+            for k, b, n in db.query(
+                "SELECT worker_key, sum(beats), count(*) FROM heartbeat_days GROUP BY worker_key",
+                action="read the summary tiers' sizes",
+            )
+        }
+        gaps = dict(
+            db.query(
+                "SELECT worker_key, count(*) FROM heartbeat_silences GROUP BY worker_key",
+                action="read the summary tiers' sizes",
+            )
+        )
+        rows = [
+            (k, max(0, int(n) - tier.get(k, (0, 0))[0]) + 2 * tier.get(k, (0, 0))[1]
+             + 2 * int(gaps.get(k, 0)))
+            for k, n in rows
+        ]
     groups: list[list[int]] = []
     current: list[int] = []
     size = 0
@@ -585,7 +771,7 @@ def _map_liveness(
     once the fleet's interval is known from a second pass over the raw gaps. Returns the
     results and the horizon.
     """
-    groups = _key_groups(db)
+    groups = _key_groups(db, now)
     if groups is None:
         live = _liveness(db, since, now, min_gap)
         return [consume(live)], live.beats.horizon
@@ -772,7 +958,7 @@ def heartbeat_gaps(
     }
     if keys is not None and not keys:
         return mark_horizon(empty_frame(dtypes), horizon(db))
-    beats = _model(db, lo, at, keys)
+    beats = _model(db, lo, at, keys, tiers=False)
     keep = (beats.at <= hi) & ~beats.inner
     if lo is not None:
         keep &= beats.at >= lo
@@ -868,8 +1054,8 @@ def outages(
         # A silence mostly outside the recorder's listening periods was not observed.
         blind = np.concatenate([live.blind_before[gap_idx], live.blind_tail[tail_idx]])[keep]
         ended_by = np.where(blind, "not observed", ended_by).astype(object)
-        minute = b.minute[start_idx][keep]
-        return key, start, end, ended_by, minute, _beat_tasks(db, b.task[start_idx][keep])
+        level = b.minute[start_idx].astype("int8") + b.summary[start_idx].astype("int8")
+        return key, start, end, ended_by, level[keep], _beat_tasks(db, b.task[start_idx][keep])
 
     parts, horizon_at = _map_liveness(db, lo, at, min_gap, found)
     key, start, end, ended_by, minute, beat_task = (
@@ -886,7 +1072,9 @@ def outages(
             "ongoing": ended_by == "still silent",
             "tasks_in_flight": pd.Series(held, dtype=object),
             "ended_by": pd.Categorical(ended_by, dtype=ENDED_BY_DTYPE),
-            "resolution": _resolution(minute.astype(bool)),
+            "resolution": pd.Categorical.from_codes(
+                minute.astype("int8"), dtype=OUTAGE_RESOLUTION_DTYPE
+            ),
         }
     )
     frame = frame.sort_values(["worker_id", "start"], kind="stable").reset_index(drop=True)

@@ -25,12 +25,14 @@ from .storage import (
     stats,
     vacuum,
 )
+from .tiers import SummaryResult, summarize, summarize_heartbeats
 
 __all__ = [
     "CHECKPOINT_MODES",
     "ROLLUP_SECONDS",
     "CheckpointResult",
     "PruneResult",
+    "SummaryResult",
     "VacuumResult",
     "checkpoint",
     "heartbeat_rollups",
@@ -41,5 +43,7 @@ __all__ = [
     "rollup_columns",
     "rollup_totals",
     "stats",
+    "summarize",
+    "summarize_heartbeats",
     "vacuum",
 ]

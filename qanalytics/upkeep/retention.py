@@ -25,6 +25,8 @@ from ..read.rollups import (
     minute_floor,
 )
 from ..store import Store
+from ..store.schema import TIERS_VERSION
+from .tiers import summarize_heartbeats
 
 __all__ = ["PruneResult", "prune"]
 
@@ -221,7 +223,9 @@ def prune(
     the existing rows (sums of beats, min of first, max of last), and running twice with
     the same `now` changes nothing the second time.
 
-    Beats are rolled up oldest first, and each batch records how far it got (the horizon,
+    First, every beat before the cutoff is folded into the summary tiers (see
+    :func:`summarize`), which the liveness reads use for old history. Beats are rolled
+    up oldest first, and each batch records how far it got (the horizon,
     see :func:`raw_history_starts_at`) in the same transaction that moves its beats. So
     at every moment of a prune, and after one that was killed or failed part way, the
     raw beats and the rollups together hold every beat exactly once, and readers see
@@ -283,6 +287,10 @@ def prune(
     _require_rollups(db, "prune heartbeats")
     at = db.resolve_now(now)
     cutoff = minute_floor(at - keep_s)
+    if db.schema_version >= TIERS_VERSION:
+        # The summary tiers must hold every beat before they are rolled up and deleted:
+        # the liveness reads take history before the tiers' mark from them.
+        summarize_heartbeats(db, until=cutoff, progress=progress)
 
     todo = db.query(
         "SELECT count(*) FROM heartbeats WHERE at < ?", (cutoff,), action="count old heartbeats"
