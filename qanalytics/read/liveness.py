@@ -1173,7 +1173,10 @@ def _tasks_held(
     index, in batches of :data:`_ATTEMPTS_PER_BATCH`, and each is matched to the starts
     of its worker it spans by binary search in that worker's sorted starts.
     """
-    held: list[set[int]] = [set() if t < 0 else {int(t)} for t in beat_task.tolist()]
+    # Sets only for the outages that hold something (most hold nothing).
+    held: dict[int, set[int]] = {
+        int(i): {int(beat_task[i])} for i in np.flatnonzero(beat_task >= 0).tolist()
+    }
     if len(key) == 0:
         return []
     first, last = float(start.min()), float(start.max())
@@ -1206,7 +1209,7 @@ def _tasks_held(
             np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
         )
         for pos, task in zip(order[pair_pos].tolist(), pair_task.tolist(), strict=True):
-            held[pos].add(task)
+            held.setdefault(pos, set()).add(task)
 
     select = "SELECT worker_key, task_id, claimed_at, finished_at FROM attempts"
     action = "read attempts held at outages"
@@ -1248,7 +1251,10 @@ def _tasks_held(
             op = ">"
         else:
             bound, op = top, ">="
-    return [sorted(h) for h in held]
+    out: list[list[int]] = [[] for _ in range(len(key))]
+    for pos, tasks in held.items():
+        out[pos] = sorted(tasks)
+    return out
 
 
 def _check_buckets(count: int, freq: Any) -> None:
