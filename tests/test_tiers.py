@@ -268,3 +268,19 @@ def test_cli_summarize(tmp_path: Any, clock: qa.FakeClock) -> None:
     with qa.connect(path, readonly=True) as db:
         mark = db.query("SELECT value FROM meta WHERE key = 'heartbeats_summarized_until'")
         assert float(mark[0][0]) == end - 3600
+
+
+def test_check_finds_tiers_that_readers_would_misread(db: qa.Store, clock: qa.FakeClock) -> None:
+    end = _fleet(db, clock, 9, days=0.5)
+    mt.prune(db, keep="3h")
+    assert mt.integrity_check(db) == []
+    with db.transaction() as conn:
+        # Raw beats deleted past the mark; a day row and a silence after it.
+        conn.execute(
+            "UPDATE meta SET value = value - 3600 WHERE key = 'heartbeats_summarized_until'"
+        )
+    problems = mt.integrity_check(db)
+    assert any("raw beats were deleted" in p for p in problems)
+    assert any(p.startswith("heartbeat_days: ") and "after the mark" in p for p in problems)
+    assert any(p.startswith("heartbeat_silences: ") for p in problems), problems
+    assert end > 0

@@ -15,6 +15,7 @@ from typing import Any, cast
 from ..read.rollups import (
     META_HEARTBEAT_BATCHES,
     META_HEARTBEATS_PRUNED_BEFORE,
+    META_HEARTBEATS_SUMMARIZED_UNTIL,
     META_TASKS_PRUNED_BEFORE,
     ROLLUP_SECONDS,
     as_timestamp,
@@ -23,7 +24,7 @@ from ..read.rollups import (
     raw_history_starts_at,
 )
 from ..store import Store
-from ..store.schema import OUTCOMES, TASK_STATUSES, WORKER_EVENTS
+from ..store.schema import OUTCOMES, TASK_STATUSES, TIERS_VERSION, WORKER_EVENTS
 
 __all__ = [
     "CHECKPOINT_MODES",
@@ -408,6 +409,36 @@ def _rollup_problems(db: Store) -> list[str]:
 
 
 
+def _tier_problems(db: Store) -> list[str]:
+    """Summary tiers that readers would misread: short of the horizon, or past their mark."""
+    if db.schema_version < TIERS_VERSION:
+        return []
+    value = meta_get(db, META_HEARTBEATS_SUMMARIZED_UNTIL)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return []
+    mark = float(value)
+    problems: list[str] = []
+    horizon = meta_get(db, META_HEARTBEATS_PRUNED_BEFORE)
+    if isinstance(horizon, (int, float)) and not isinstance(horizon, bool) and horizon > mark:
+        problems.append(
+            f"heartbeat_days: summarized until {_epoch_text(mark)} but raw beats were deleted"
+            f" before {_epoch_text(float(horizon))}, so the liveness reads miss the beats between"
+        )
+    past = db.query(
+        "SELECT (SELECT count(*) FROM heartbeat_days WHERE last_at >= ?),"
+        " (SELECT count(*) FROM heartbeat_silences WHERE end_at >= ?)",
+        (mark, mark),
+        action="check the summary tiers against their mark",
+    )[0]
+    for table, n in zip(("heartbeat_days", "heartbeat_silences"), past, strict=True):
+        if n:
+            problems.append(
+                f"{table}: {_rows(int(n))} at or after the mark {_epoch_text(mark)},"
+                " where readers count raw beats only"
+            )
+    return problems
+
+
 def _epoch_text(at: float) -> str:
     stamp = as_timestamp(at)
     return f"{at!r}" if stamp is None else stamp.isoformat()
@@ -426,7 +457,8 @@ def integrity_check(db: Store, *, invariants: bool = True) -> list[str]:
     per task is open, a processing task's latest attempt is open and no finished task
     has an open one; and the retention rules: each rolled-up minute holds beats of that
     minute only, and a store with rollups records a horizon that every rolled-up beat is
-    before (otherwise readers would miss or double-count those beats).
+    before (otherwise readers would miss or double-count those beats); the summary tiers
+    reach the horizon, and hold nothing at or after their own mark.
 
     Parameters
     ----------
@@ -463,6 +495,7 @@ def integrity_check(db: Store, *, invariants: bool = True) -> list[str]:
             for row in db.query(sql, action="check the queue's invariants"):
                 problems.append(template.format(*row))
         problems.extend(_rollup_problems(db))
+        problems.extend(_tier_problems(db))
     return problems
 
 
