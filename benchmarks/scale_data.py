@@ -388,6 +388,7 @@ def build(
     loaded = time.perf_counter() - started
     for _, sql in indexes:
         conn.execute(sql)
+    fill_counters(conn)
     conn.execute("ANALYZE")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.close()
@@ -406,9 +407,27 @@ def build(
         "load_seconds": round(loaded, 1),
         "build_seconds": round(time.perf_counter() - started, 1),
         "file_mib": round(path.stat().st_size / 2**20, 1),
+        "counters": True,
     }
     path.with_name(path.name + ".json").write_text(json.dumps(meta, indent=1))
     return meta
+
+
+def fill_counters(conn: sqlite3.Connection) -> None:
+    """Set the workers' counters (beats, completed and failed attempts) from the rows.
+
+    The write path keeps them as it goes; a bulk load writes the rows directly, so they
+    are counted once here, as the schema migration that introduced them does.
+    """
+    conn.execute(
+        "UPDATE workers SET"
+        " heartbeats = (SELECT count(*) FROM heartbeats h"
+        "  WHERE h.worker_key = workers.worker_key),"
+        " tasks_completed = (SELECT count(*) FROM attempts a"
+        "  WHERE a.worker_key = workers.worker_key AND a.outcome = 'completed'),"
+        " tasks_failed = (SELECT count(*) FROM attempts a"
+        "  WHERE a.worker_key = workers.worker_key AND a.outcome = 'failed')"
+    )
 
 
 def pd_isnull(values: np.ndarray) -> np.ndarray:
@@ -436,6 +455,13 @@ def ensure(
     if not rebuild and path.exists() and meta_path.exists():
         meta = json.loads(meta_path.read_text())
         if meta.get("generator") == GENERATOR_VERSION and meta.get("workers") == workers:
+            if not meta.get("counters"):
+                # Stores generated before the loader filled the counters.
+                conn = sqlite3.connect(path, isolation_level=None)
+                fill_counters(conn)
+                conn.close()
+                meta["counters"] = True
+                meta_path.write_text(json.dumps(meta, indent=1))
             return path, meta
     print(f"building {path} ...", file=sys.stderr)
     meta = build(path, beats, workers=workers, interval=interval)
