@@ -25,12 +25,14 @@ from .storage import (
     stats,
     vacuum,
 )
+from .task_tiers import TaskSummary, summarize_tasks
 
 __all__ = [
     "CHECKPOINT_MODES",
     "ROLLUP_SECONDS",
     "CheckpointResult",
     "PruneResult",
+    "TaskSummary",
     "VacuumResult",
     "checkpoint",
     "heartbeat_rollups",
@@ -41,5 +43,6 @@ __all__ = [
     "rollup_columns",
     "rollup_totals",
     "stats",
+    "summarize_tasks",
     "vacuum",
 ]
