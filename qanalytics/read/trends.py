@@ -262,14 +262,152 @@ def _finished_counts(
         if plan.first is not None and lo is not None and lo < plan.first * HOUR_S:
             ranges.append((lo, float(plan.first * HOUR_S), False))
         ranges.append((float(plan.end * HOUR_S), hi, True))
-    frame, names = _scan_counts(
-        db, level=level, keys=keys, ranges=ranges, outcomes=outcomes, width=width
-    )
+    if (
+        level == "task"
+        and "worker_id" not in keys
+        and db.layout == "native"
+        and db.schema_version >= TIERS_VERSION
+    ):
+        frame, names = _pair_counts(db, keys=keys, ranges=ranges, outcomes=outcomes, width=width)
+    else:
+        frame, names = _scan_counts(
+            db, level=level, keys=keys, ranges=ranges, outcomes=outcomes, width=width
+        )
     if plan is not None:
         tiers = _tier_counts(db, plan, level=level, outcomes=outcomes, width=width)
         if len(tiers):
             frame, names = _add_tiers(frame, names, tiers, keys)
     return frame, names
+
+
+#: Per (status, type) and range, up to this many buckets are counted one query each
+#: (an index seek and a count, no row leaves SQLite); more are read as finish times.
+_COUNT_QUERIES_PER_PAIR = 2048
+
+
+def _finished_pairs(db: Store, outcomes: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The (status, type) pairs of the tasks with these statuses (one seek per pair)."""
+    pairs: list[tuple[str, str]] = []
+    for status in outcomes:
+        rows = db.query(
+            "WITH RECURSIVE d(t) AS (SELECT min(type) FROM tasks WHERE status = ?1"
+            " AND finished_at IS NOT NULL UNION ALL SELECT (SELECT min(type) FROM tasks"
+            " WHERE status = ?1 AND finished_at IS NOT NULL AND type > d.t) FROM d"
+            " WHERE d.t IS NOT NULL) SELECT t FROM d WHERE t IS NOT NULL",
+            (status,),
+            action="list finished task types",
+        )
+        pairs.extend((status, str(row[0])) for row in rows)
+    return pairs
+
+
+def _pair_counts(
+    db: Store,
+    *,
+    keys: list[str],
+    ranges: list[tuple[float | None, float, bool]],
+    outcomes: tuple[str, ...],
+    width: float,
+) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """Finished tasks in `ranges` per (bucket, [type code], status code), pair by pair.
+
+    ``tasks_finished`` is ordered by (status, type, finished_at), so each (status, type)
+    pair's finishes in a range are one contiguous stretch of the index: a bucket's count
+    is a seek and a count, and where there are too many buckets for that, the pair's
+    finish times alone are read (in batches) and bucketed here.
+    """
+    pairs = _finished_pairs(db, outcomes)
+    types = sorted({t for _s, t in pairs})
+    type_code = {t: i for i, t in enumerate(types)}
+    out_b: list[np.ndarray] = []
+    out_type: list[np.ndarray] = []
+    out_status: list[np.ndarray] = []
+    out_n: list[np.ndarray] = []
+    pair_sql = "FROM tasks WHERE status = ? AND type = ?"
+    for status, type_ in pairs:
+        found: dict[int, int] = {}
+        for start, end, closed in ranges:
+            upper = "<=" if closed else "<"
+            if start is None:
+                row = db.query(
+                    f"SELECT min(finished_at) {pair_sql} AND finished_at IS NOT NULL",
+                    (status, type_),
+                    action="find the first finish",
+                )
+                if row[0][0] is None:
+                    continue
+                start = float(row[0][0])
+            if start > end:
+                continue
+            first_b = int(_bucket_index(np.array([start]), width)[0])
+            last_b = int(_bucket_index(np.array([end]), width)[0])
+            if last_b - first_b < _COUNT_QUERIES_PER_PAIR:
+                for b in range(first_b, last_b + 1):
+                    lo_at = max(b * width, start)
+                    hi_at, op = (b + 1) * width, "<"
+                    if hi_at > end:
+                        hi_at, op = end, upper
+                    n = db.query(
+                        f"SELECT count(*) {pair_sql} AND finished_at >= ?"
+                        f" AND finished_at {op} ?",
+                        (status, type_, lo_at, hi_at),
+                        action="count finished tasks",
+                    )[0][0]
+                    if n:
+                        found[b] = found.get(b, 0) + int(n)
+                continue
+            lower_bound = start
+            while True:
+                at = db.read_columns(
+                    f"SELECT finished_at {pair_sql} AND finished_at >= ?"
+                    f" AND finished_at {upper} ? ORDER BY finished_at LIMIT ?",
+                    (status, type_, lower_bound, end, _ROWS_PER_BATCH),
+                    columns={"at": "float64"},
+                    action="read finish times",
+                )["at"]
+                full = len(at) == _ROWS_PER_BATCH
+                if full:
+                    edge = float(at[-1])
+                    at = at[at < edge]  # the next batch starts at the last moment
+                    if not len(at):  # a whole batch at one moment: count it at once
+                        n = db.query(
+                            f"SELECT count(*) {pair_sql} AND finished_at = ?",
+                            (status, type_, edge),
+                            action="count finished tasks",
+                        )[0][0]
+                        b = int(_bucket_index(np.array([edge]), width)[0])
+                        found[b] = found.get(b, 0) + int(n)
+                        lower_bound = math.nextafter(edge, math.inf)
+                        if lower_bound > end or (lower_bound == end and not closed):
+                            break
+                        continue
+                    lower_bound = edge
+                if len(at):
+                    bs, counts = np.unique(_bucket_index(at, width), return_counts=True)
+                    for b, n in zip(bs.tolist(), counts.tolist(), strict=True):
+                        found[b] = found.get(b, 0) + n
+                if not full:
+                    break
+        if found:
+            bs_arr = np.fromiter(found.keys(), dtype="int64", count=len(found))
+            out_b.append(bs_arr)
+            out_n.append(np.fromiter(found.values(), dtype="int64", count=len(found)))
+            out_type.append(np.full(len(found), type_code[type_], dtype="int64"))
+            out_status.append(np.full(len(found), TASK_STATUSES.index(status), dtype="int64"))
+
+    def cat(parts: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.empty(0, dtype="int64")
+
+    data: dict[str, Any] = {"bucket": cat(out_b).astype("float64") * width}
+    if "type" in keys:
+        data["type"] = cat(out_type)
+    data["outcome"] = cat(out_status)
+    data["count"] = cat(out_n)
+    frame = pd.DataFrame(data)
+    cols = ["bucket", *keys, "outcome"]
+    frame = frame.groupby(cols, sort=True)["count"].sum().reset_index()
+    frame["count"] = frame["count"].astype("int64")
+    return frame, ({"type": types} if "type" in keys else {})
 
 
 def _scan_counts(
@@ -283,10 +421,10 @@ def _scan_counts(
 ) -> tuple[pd.DataFrame, dict[str, list[str]]]:
     """Count the finished rows in `ranges` per (bucket, by-codes..., outcome code).
 
-    Where the store has an index in finish order that covers the read (native stores:
-    ``tasks_finished`` from schema version 5, ``attempts_finished`` from version 4),
-    rows are read in finish order, in batches that end at a finish time; otherwise in
-    keyset batches in table order.
+    Where the store has an index in finish order that covers the read (attempts of a
+    native store from schema version 4: ``attempts_finished``), rows are read in finish
+    order, in batches that end at a finish time; otherwise in keyset batches in table
+    order.
     """
     sqlite_rowid = db.dialect == "sqlite" and db.layout == "native"
     native = db.layout == "native"
@@ -294,7 +432,7 @@ def _scan_counts(
         table, status_col, code = "tasks", "status", _STATUS_CODE.format(col="status")
         worker_col, type_col, join = "IFNULL(worker_key, -1)", "type", ""
         fin_col, order = "finished_at", ["id"]
-        by_time = native and "worker_id" not in keys and db.schema_version >= TIERS_VERSION
+        by_time = False  # finish order is only cheaper by status and type: _pair_counts
     else:
         table, status_col, code = "attempts a", "a.outcome", _OUTCOME_CODE.format(col="a.outcome")
         worker_col, type_col, fin_col = "a.worker_key", "t.type", "a.finished_at"
@@ -305,6 +443,10 @@ def _scan_counts(
     if by_time:
         order = []
     in_sql = ", ".join("?" * len(outcomes))
+    wanted_codes = np.array(
+        [(TASK_STATUSES if level == "task" else OUTCOMES).index(o) for o in outcomes],
+        dtype="int64",
+    )
     names: dict[str, list[str]] = {}
     lut: np.ndarray | None = None
     if "worker_id" in keys:
@@ -314,13 +456,25 @@ def _scan_counts(
         select: list[str], cols: dict[str, str], params: list[Any]
     ) -> Iterator[dict[str, Any]]:
         # The unary + keeps the planner off the (status, type) index, on the table's own
-        # order or on the finish-ordered index.
-        head = f"SELECT {', '.join(select)} FROM {table}{join} WHERE +{status_col} IN ({in_sql})"
+        # order. In finish order the statuses are filtered by their codes afterwards
+        # (cheaper than SQLite's IN on text, and the index holds them anyway).
+        filters: list[Any] = list(outcomes)
+        if by_time:
+            head = f"SELECT {', '.join(select)} FROM {table}{join} WHERE 1 = 1"
+            filters = []
+        else:
+            head = (
+                f"SELECT {', '.join(select)} FROM {table}{join}"
+                f" WHERE +{status_col} IN ({in_sql})"
+            )
         action = f"read finished {table}"
         for start, end, closed in ranges:
             window = f" AND {fin_col} {'<=' if closed else '<'} ?"
             if not by_time:
-                lower = "" if start is None else f" AND {fin_col} >= ?"
+                # Here the + keeps SQLite off the finish-ordered index, whose rows would
+                # be sorted into table order again for every batch.
+                window = f" AND +{fin_col} {'<=' if closed else '<'} ?"
+                lower = "" if start is None else f" AND +{fin_col} >= ?"
                 bounds = [end] if start is None else [end, start]
                 after = order[0] + " > ?" if len(order) == 1 else f"({', '.join(order)}) > (?, ?)"
                 last: list[Any] | None = None
@@ -328,7 +482,7 @@ def _scan_counts(
                     sql = head + window + lower + ("" if last is None else f" AND {after}")
                     batch = db.read_columns(
                         f"{sql} ORDER BY {', '.join(order)} LIMIT ?",
-                        [*params, *outcomes, *bounds, *(last or []), _ROWS_PER_BATCH],
+                        [*params, *filters, *bounds, *(last or []), _ROWS_PER_BATCH],
                         columns=cols,
                         action=action,
                     )
@@ -347,7 +501,7 @@ def _scan_counts(
                 bounds = [end] if lower_bound is None else [end, lower_bound]
                 batch = db.read_columns(
                     f"{head}{window}{lower} ORDER BY {fin_col} LIMIT ?",
-                    [*params, *outcomes, *bounds, _ROWS_PER_BATCH],
+                    [*params, *filters, *bounds, _ROWS_PER_BATCH],
                     columns=cols,
                     action=action,
                 )
@@ -365,7 +519,7 @@ def _scan_counts(
                 # A whole batch finished at one moment: read that moment in one go.
                 yield db.read_columns(
                     f"{head} AND {fin_col} = ?",
-                    [*params, *outcomes, edge],
+                    [*params, *filters, edge],
                     columns=cols,
                     action=action,
                 )
@@ -388,6 +542,12 @@ def _scan_counts(
         text_codes: dict[str, int] = {}
         parts: list[Any] = []
         for batch in batches(select, cols, params):
+            if by_time:
+                wanted = np.isin(batch["outcome"], wanted_codes)
+                if not wanted.all():
+                    batch = {name: values[wanted] for name, values in batch.items()}
+                if not len(batch["at"]):
+                    continue
             by_key: dict[str, tuple[np.ndarray, int]] = {}
             if expr is not None:
                 values = batch["type"]
