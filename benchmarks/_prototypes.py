@@ -754,6 +754,17 @@ def duck_success_rate(path: Path, now: float) -> pd.DataFrame:
     ).df()
 
 
+def duck_throughput(path: Path, now: float) -> pd.DataFrame:
+    """Hourly finished tasks by final status in DuckDB."""
+    conn = duckdb_connect()
+    return conn.execute(
+        "SELECT floor(finished_at / 3600) * 3600 AS bucket, status, count(*) AS count"
+        " FROM sqlite_scan($path, 'tasks') WHERE status IN ('completed', 'failed', 'cancelled')"
+        " AND finished_at <= $now GROUP BY ALL ORDER BY ALL",
+        {"path": str(path), "now": now},
+    ).df()
+
+
 def duck_heartbeats_since(path: Path, since: float, now: float) -> pd.DataFrame:
     """Beats in a window with worker ids, from DuckDB (filter pushed into the scan)."""
     conn = duckdb_connect()
@@ -831,6 +842,24 @@ def polars_success_rate(path: Path, now: float) -> Any:
         .group_by("bucket", "type")
         .agg(pl.col("ok").sum().alias("completed"), pl.len().alias("total"))
         .sort("bucket", "type")
+    )
+
+
+def polars_throughput(path: Path, now: float) -> Any:
+    """Hourly finished tasks by final status in polars after an ADBC load."""
+    import polars as pl
+
+    df = _polars_read(
+        path,
+        "SELECT finished_at, status FROM tasks"
+        " WHERE +status IN ('completed', 'failed', 'cancelled')"
+        f" AND finished_at <= {float(now)!r}",
+    )
+    return (
+        df.with_columns(bucket=(pl.col("finished_at") / 3600).floor() * 3600)
+        .group_by("bucket", "status")
+        .agg(pl.len().alias("count"))
+        .sort("bucket", "status")
     )
 
 

@@ -13,6 +13,10 @@ Variants:
 * ``qa`` - the library call (``qa.outages``, ``qa.workers``, ``qa.uptime(freq="1d")``,
   ``qa.success_rate(freq="1h", by="type")``, ``qa.heartbeats(since=now - 1 day)``), on
   the store migrated to the current schema first (the migration, once, is timed too).
+* ``qa_tiers`` - the library call on a copy of the store whose tasks were summarized
+  into the hourly tiers (``qanalytics.upkeep.summarize_tasks``) up to a day before
+  ``now``: whole hours before that come from ``task_hours``, the last day is counted
+  from the raw rows (the copy and the summary, once, are timed too).
 * ``pandas`` - a plain baseline: ``sqlite3`` and ``pandas.read_sql_query``, the aggregates
   that SQL can do done in SQL (``_prototypes.pandas_*``).
 * ``duckdb`` - DuckDB over the same SQLite file (``sqlite_scan``; the extension is loaded
@@ -50,7 +54,8 @@ READS: dict[str, list[str]] = {
     "outages": ["qa", "pandas", "duckdb", "polars"],
     "workers": ["qa", "pandas", "duckdb"],
     "uptime_1d": ["qa"],
-    "success_rate_1h_type": ["qa", "pandas", "duckdb", "polars"],
+    "success_rate_1h_type": ["qa", "qa_tiers", "pandas", "duckdb", "polars"],
+    "throughput_1h": ["qa", "qa_tiers", "duckdb", "polars"],
     "heartbeats_1d": ["qa", "pandas", "duckdb", "polars"],
 }
 
@@ -81,6 +86,8 @@ def child(read: str, variant: str, path: Path, now: float) -> dict[str, Any]:
         P.duckdb_connect().close()  # load the library and extension before measuring
     if variant == "polars":
         import polars  # noqa: F401
+    if variant == "qa_tiers":
+        path, variant = tiers_path(path), "qa"
     db = qa.connect(path, readonly=True, clock=lambda: now) if variant == "qa" else None
     calls = {
         ("outages", "qa"): lambda: qa.outages(db),
@@ -95,6 +102,9 @@ def child(read: str, variant: str, path: Path, now: float) -> dict[str, Any]:
         ("success_rate_1h_type", "pandas"): lambda: P.pandas_success_rate(path, now),
         ("success_rate_1h_type", "duckdb"): lambda: P.duck_success_rate(path, now),
         ("success_rate_1h_type", "polars"): lambda: P.polars_success_rate(path, now),
+        ("throughput_1h", "qa"): lambda: qa.throughput(db, freq="1h"),
+        ("throughput_1h", "duckdb"): lambda: P.duck_throughput(path, now),
+        ("throughput_1h", "polars"): lambda: P.polars_throughput(path, now),
         ("heartbeats_1d", "qa"): lambda: qa.heartbeats(db, since=now - DAY),
         ("heartbeats_1d", "pandas"): lambda: P.pandas_heartbeats_since(path, now - DAY, now),
         ("heartbeats_1d", "duckdb"): lambda: P.duck_heartbeats_since(path, now - DAY, now),
@@ -136,6 +146,31 @@ def migrate(path: Path) -> float:
     return time.perf_counter() - started
 
 
+def tiers_path(path: Path) -> Path:
+    """Where the summarized copy of a store lives."""
+    return path.with_name(path.stem + "-tiers.db")
+
+
+def summarize_copy(path: Path, now: float) -> tuple[float, float]:
+    """Copy the (migrated) store and summarize its tasks up to a day before `now`.
+
+    Returns the seconds of the copy and of the summary.
+    """
+    import shutil
+
+    import qanalytics as qa
+    from qanalytics.upkeep import summarize_tasks
+
+    target = tiers_path(path)
+    started = time.perf_counter()
+    shutil.copyfile(path, target)
+    copied = time.perf_counter() - started
+    started = time.perf_counter()
+    with qa.connect(target, clock=lambda: now) as db:
+        summarize_tasks(db, until=now - DAY)
+    return copied, time.perf_counter() - started
+
+
 def run_size(path: Path, meta: dict[str, Any], reads: list[str]) -> list[list[Any]]:
     """All reads at one size; returns table rows."""
     now = float(meta["now"])
@@ -145,6 +180,20 @@ def run_size(path: Path, meta: dict[str, Any], reads: list[str]) -> list[list[An
         ["schema migration (once)", label, "qa", f"{seconds:.1f}", "", "", "counters, index"]
     ]
     print("  ".join(str(c) for c in rows[0]), flush=True)
+    if any("qa_tiers" in READS[read] for read in reads):
+        copied, summarized = summarize_copy(path, now)
+        rows.append(
+            [
+                "summarize_tasks (once)",
+                label,
+                "qa_tiers",
+                f"{summarized:.1f}",
+                "",
+                "",
+                f"up to now - 1 day; copy {copied:.1f}s",
+            ]
+        )
+        print("  ".join(str(c) for c in rows[-1]), flush=True)
     for read in reads:
         base: dict[str, Any] | None = None
         for variant in READS[read]:

@@ -764,10 +764,11 @@ def prune_command(
 @_format_option(("table", "json"))
 @_now_option
 def summarize_command(db_path: str | None, lag: float, fmt: str, now: str | None) -> None:
-    """Fold heartbeats up to --lag before now into the summary tiers.
+    """Fold heartbeats and finished tasks up to --lag before now into the summary tiers.
 
     Outages, uptime and alive intervals read history before the tiers' mark from one
-    row per worker and day plus the silences, so long histories answer in seconds. Run
+    row per worker and day plus the silences, and success rates and throughput read
+    whole hours from per-hour counts, so long histories answer in seconds. Run
     it every few minutes to hours (prune runs it up to its own cutoff). Raw beats are
     kept; running it again changes nothing until new beats age past the lag.
     """
@@ -784,6 +785,11 @@ def summarize_command(db_path: str | None, lag: float, fmt: str, now: str | None
         f"Summarized {result.beats:,} heartbeat(s) up to {epoch_text(result.until)} UTC "
         f"({result.silences:,} silence(s) kept, {result.transactions:,} transaction(s))."
     )
+    if result.tasks_until is not None:
+        click.echo(
+            f"Counted {result.tasks:,} finished task(s) into the hourly task tiers, up to "
+            f"{epoch_text(result.tasks_until)} UTC."
+        )
 
 
 @main.command("vacuum", short_help="Return unused pages to the file system (writes).")

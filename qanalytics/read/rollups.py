@@ -22,7 +22,6 @@ __all__ = [
     "META_HEARTBEATS_SUMMARIZED_UNTIL",
     "META_HEARTBEAT_BATCHES",
     "META_TASKS_PRUNED_BEFORE",
-    "META_TASKS_SUMMARIZED_UNTIL",
     "ROLLUP_SECONDS",
     "heartbeat_rollups",
     "history_horizon",
@@ -40,10 +39,9 @@ META_HEARTBEATS_PRUNED_BEFORE = "heartbeats_pruned_before"
 META_TASKS_PRUNED_BEFORE = "tasks_pruned_before"
 #: ``meta`` key counting the heartbeat batches prune has committed.
 META_HEARTBEAT_BATCHES = "heartbeat_prune_batches"
-#: ``meta`` keys of the summary tiers: beats (and finishes) before these moments are in
-#: ``heartbeat_days``/``heartbeat_silences`` (and ``task_hours``/``attempt_hours``).
+#: ``meta`` key of the heartbeat summary tiers: beats before this moment are in
+#: ``heartbeat_days``/``heartbeat_silences`` (the task tiers' is in write.task_hours).
 META_HEARTBEATS_SUMMARIZED_UNTIL = "heartbeats_summarized_until"
-META_TASKS_SUMMARIZED_UNTIL = "tasks_summarized_until"
 _ROLLUP_DTYPES: dict[str, Any] = {
     "worker_id": "category",
     "minute": UTC_DTYPE,

@@ -14,7 +14,9 @@ include both ends, and ``until`` never passes ``now``: events after ``now`` are 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,6 +24,8 @@ import pandas as pd
 
 from .._docstrings import share_docs
 from ..store import Store
+from ..store.schema import COUNTERS_VERSION, OUTCOMES, TASK_STATUSES, TIERS_VERSION
+from ..write.task_hours import HOUR_S, META_TASKS_SUMMARIZED_UNTIL, hour_of
 from .common import (
     _CANCELLED,
     _COMPLETED,
@@ -57,6 +61,7 @@ from .common import (
     resolve_window,
 )
 from .liveness import alive_intervals
+from .rollups import meta_get
 
 __all__ = [
     "depth_timeline",
@@ -123,6 +128,111 @@ def _batch_counts(
     return rows[:, 0], [rows[:, i + 1] for i in range(len(codes))], counts.astype("int64")
 
 
+def _bucket_index(at: np.ndarray, width: float) -> np.ndarray:
+    """``b`` with ``b * width <= at < (b + 1) * width``, decided by the bounds.
+
+    A plain ``floor(at / width)`` can round a finish a hair before a bucket's end into
+    the next bucket; the hourly tiers decide by the bounds, and so does this.
+    """
+    b = np.floor(at / width)
+    b -= b * width > at
+    b += (b + 1) * width <= at
+    return b.astype("int64")
+
+
+@dataclass(frozen=True)
+class _TierPlan:
+    """Which whole hours come from the tiers: ``[first, end)`` (first None: all before end)."""
+
+    first: int | None
+    end: int
+
+
+def _tier_plan(
+    db: Store, *, level: str, keys: list[str], lo: float | None, hi: float, width: float
+) -> _TierPlan | None:
+    """The hours to read from ``task_hours`` / ``attempt_hours``; None to scan everything.
+
+    The tiers count by hour, type and outcome, so they serve buckets made of whole hours
+    (`width` a multiple of an hour; buckets are aligned to the epoch, so every hour lies
+    in one bucket) split by nothing or by type. Hours the window cuts are scanned.
+    """
+    if width % HOUR_S or set(keys) - {"type"} or db.layout != "native":
+        return None
+    if db.schema_version < TIERS_VERSION:
+        return None
+    mark = meta_get(db, META_TASKS_SUMMARIZED_UNTIL)
+    if mark is None:
+        return None
+    first = None
+    if lo is not None:
+        first = hour_of(lo)
+        if first * HOUR_S < lo:  # the window starts inside that hour
+            first += 1
+    end = min(hour_of(float(mark)), hour_of(hi))
+    if first is not None and first >= end:
+        return None
+    return _TierPlan(first, end)
+
+
+def _tier_counts(
+    db: Store, plan: _TierPlan, *, level: str, outcomes: tuple[str, ...], width: float
+) -> pd.DataFrame:
+    """The tier rows of the plan's hours: ``bucket`` (seconds), ``type`` (text), codes, count."""
+    table, column, count, names = (
+        ("task_hours", "status", "tasks", TASK_STATUSES)
+        if level == "task"
+        else ("attempt_hours", "outcome", "attempts", OUTCOMES)
+    )
+    marks = ", ".join("?" * len(outcomes))
+    terms, params = ["hour < ?"], [plan.end]
+    if plan.first is not None:
+        terms.append("hour >= ?")
+        params.append(plan.first)
+    data = db.read_columns(
+        f"SELECT hour, type, {column}, {count} FROM {table}"
+        f" WHERE {' AND '.join(terms)} AND {column} IN ({marks}) AND {count} > 0",
+        [*params, *outcomes],
+        columns={"hour": "int64", "type": "str", "outcome": "str", "count": "int64"},
+        action=f"read {table}",
+    )
+    per_bucket = int(width) // HOUR_S
+    code_of = {name: i for i, name in enumerate(names)}
+    return pd.DataFrame(
+        {
+            "bucket": (data["hour"] // per_bucket).astype("float64") * width,
+            "type": data["type"],
+            "outcome": np.array([code_of[str(o)] for o in data["outcome"]], dtype="int64"),
+            "count": data["count"].astype("int64"),
+        }
+    )
+
+
+def _add_tiers(
+    frame: pd.DataFrame,
+    names: dict[str, list[str]],
+    tiers: pd.DataFrame,
+    keys: list[str],
+) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """Add the tier counts to the scanned counts (same columns, type codes re-made)."""
+    if "type" in keys:
+        scanned = names.get("type", [])
+        merged = sorted(set(scanned) | {str(t) for t in tiers["type"]})
+        index = {name: i for i, name in enumerate(merged)}
+        remap = np.array([index[name] for name in scanned] + [-1], dtype="int64")
+        codes = frame["type"].to_numpy().astype("int64")
+        frame = frame.assign(type=remap[np.where(codes >= 0, codes, len(scanned))])
+        tiers = tiers.assign(type=np.array([index[str(t)] for t in tiers["type"]], dtype="int64"))
+        names = {**names, "type": merged}
+    else:
+        tiers = tiers.drop(columns="type")
+    cols = ["bucket", *keys, "outcome"]
+    both = pd.concat([frame[[*cols, "count"]], tiers[[*cols, "count"]]], ignore_index=True)
+    both = both.groupby(cols, sort=True)["count"].sum().reset_index()
+    both["count"] = both["count"].astype("int64")
+    return both, names
+
+
 def _finished_counts(
     db: Store,
     *,
@@ -135,28 +245,287 @@ def _finished_counts(
 ) -> tuple[pd.DataFrame, dict[str, list[str]]]:
     """Finishes in the window counted per (bucket, by-codes..., outcome code).
 
-    The finished rows are read in keyset batches of :data:`_ROWS_PER_BATCH` rows and
-    counted per batch, so memory holds one batch plus the counts, not the history.
-    Returns ``bucket`` (float seconds), one integer code column per key (-1: missing),
-    ``outcome`` and ``count``, sorted by those columns, and the names of each key's codes.
+    Whole hours before the hourly tiers' watermark come from the tiers when the buckets
+    allow it (:func:`_tier_plan`); the rest is scanned. The finished rows are read in
+    batches of :data:`_ROWS_PER_BATCH` rows and counted per batch, so memory holds one
+    batch plus the counts, not the history. Returns ``bucket`` (float seconds), one
+    integer code column per key (-1: missing), ``outcome`` and ``count``, sorted by
+    those columns, and the names of each key's codes.
+    """
+    plan = _tier_plan(db, level=level, keys=keys, lo=lo, hi=hi, width=width)
+    # Rows ranges to scan: (start, end, end included); None: no lower bound.
+    ranges: list[tuple[float | None, float, bool]]
+    if plan is None:
+        ranges = [(lo, hi, True)]
+    else:
+        ranges = []
+        if plan.first is not None and lo is not None and lo < plan.first * HOUR_S:
+            ranges.append((lo, float(plan.first * HOUR_S), False))
+        ranges.append((float(plan.end * HOUR_S), hi, True))
+    if (
+        level == "task"
+        and "worker_id" not in keys
+        and db.layout == "native"
+        and db.schema_version >= TIERS_VERSION
+    ):
+        frame, names = _pair_counts(db, keys=keys, ranges=ranges, outcomes=outcomes, width=width)
+    else:
+        frame, names = _scan_counts(
+            db, level=level, keys=keys, ranges=ranges, outcomes=outcomes, width=width
+        )
+    if plan is not None:
+        tiers = _tier_counts(db, plan, level=level, outcomes=outcomes, width=width)
+        if len(tiers):
+            frame, names = _add_tiers(frame, names, tiers, keys)
+    return frame, names
+
+
+#: Per (status, type) and range, up to this many buckets are counted one query each
+#: (an index seek and a count, no row leaves SQLite); more are read as finish times.
+_COUNT_QUERIES_PER_PAIR = 2048
+
+
+def _finished_pairs(db: Store, outcomes: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The (status, type) pairs of the tasks with these statuses (one seek per pair)."""
+    pairs: list[tuple[str, str]] = []
+    for status in outcomes:
+        rows = db.query(
+            "WITH RECURSIVE d(t) AS (SELECT min(type) FROM tasks WHERE status = ?1"
+            " AND finished_at IS NOT NULL UNION ALL SELECT (SELECT min(type) FROM tasks"
+            " WHERE status = ?1 AND finished_at IS NOT NULL AND type > d.t) FROM d"
+            " WHERE d.t IS NOT NULL) SELECT t FROM d WHERE t IS NOT NULL",
+            (status,),
+            action="list finished task types",
+        )
+        pairs.extend((status, str(row[0])) for row in rows)
+    return pairs
+
+
+def _pair_counts(
+    db: Store,
+    *,
+    keys: list[str],
+    ranges: list[tuple[float | None, float, bool]],
+    outcomes: tuple[str, ...],
+    width: float,
+) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """Finished tasks in `ranges` per (bucket, [type code], status code), pair by pair.
+
+    ``tasks_finished`` is ordered by (status, type, finished_at), so each (status, type)
+    pair's finishes in a range are one contiguous stretch of the index: a bucket's count
+    is a seek and a count, and where there are too many buckets for that, the pair's
+    finish times alone are read (in batches) and bucketed here.
+    """
+    pairs = _finished_pairs(db, outcomes)
+    types = sorted({t for _s, t in pairs})
+    type_code = {t: i for i, t in enumerate(types)}
+    out_b: list[np.ndarray] = []
+    out_type: list[np.ndarray] = []
+    out_status: list[np.ndarray] = []
+    out_n: list[np.ndarray] = []
+    pair_sql = "FROM tasks WHERE status = ? AND type = ?"
+    for status, type_ in pairs:
+        found: dict[int, int] = {}
+        for start, end, closed in ranges:
+            upper = "<=" if closed else "<"
+            if start is None:
+                row = db.query(
+                    f"SELECT min(finished_at) {pair_sql} AND finished_at IS NOT NULL",
+                    (status, type_),
+                    action="find the first finish",
+                )
+                if row[0][0] is None:
+                    continue
+                start = float(row[0][0])
+            if start > end:
+                continue
+            first_b = int(_bucket_index(np.array([start]), width)[0])
+            last_b = int(_bucket_index(np.array([end]), width)[0])
+            if last_b - first_b < _COUNT_QUERIES_PER_PAIR:
+                for b in range(first_b, last_b + 1):
+                    lo_at = max(b * width, start)
+                    hi_at, op = (b + 1) * width, "<"
+                    if hi_at > end:
+                        hi_at, op = end, upper
+                    n = db.query(
+                        f"SELECT count(*) {pair_sql} AND finished_at >= ?"
+                        f" AND finished_at {op} ?",
+                        (status, type_, lo_at, hi_at),
+                        action="count finished tasks",
+                    )[0][0]
+                    if n:
+                        found[b] = found.get(b, 0) + int(n)
+                continue
+            lower_bound = start
+            while True:
+                at = db.read_columns(
+                    f"SELECT finished_at {pair_sql} AND finished_at >= ?"
+                    f" AND finished_at {upper} ? ORDER BY finished_at LIMIT ?",
+                    (status, type_, lower_bound, end, _ROWS_PER_BATCH),
+                    columns={"at": "float64"},
+                    action="read finish times",
+                )["at"]
+                full = len(at) == _ROWS_PER_BATCH
+                if full:
+                    edge = float(at[-1])
+                    at = at[at < edge]  # the next batch starts at the last moment
+                    if not len(at):  # a whole batch at one moment: count it at once
+                        n = db.query(
+                            f"SELECT count(*) {pair_sql} AND finished_at = ?",
+                            (status, type_, edge),
+                            action="count finished tasks",
+                        )[0][0]
+                        b = int(_bucket_index(np.array([edge]), width)[0])
+                        found[b] = found.get(b, 0) + int(n)
+                        lower_bound = math.nextafter(edge, math.inf)
+                        if lower_bound > end or (lower_bound == end and not closed):
+                            break
+                        continue
+                    lower_bound = edge
+                if len(at):
+                    bs, counts = np.unique(_bucket_index(at, width), return_counts=True)
+                    for b, n in zip(bs.tolist(), counts.tolist(), strict=True):
+                        found[b] = found.get(b, 0) + n
+                if not full:
+                    break
+        if found:
+            bs_arr = np.fromiter(found.keys(), dtype="int64", count=len(found))
+            out_b.append(bs_arr)
+            out_n.append(np.fromiter(found.values(), dtype="int64", count=len(found)))
+            out_type.append(np.full(len(found), type_code[type_], dtype="int64"))
+            out_status.append(np.full(len(found), TASK_STATUSES.index(status), dtype="int64"))
+
+    def cat(parts: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.empty(0, dtype="int64")
+
+    data: dict[str, Any] = {"bucket": cat(out_b).astype("float64") * width}
+    if "type" in keys:
+        data["type"] = cat(out_type)
+    data["outcome"] = cat(out_status)
+    data["count"] = cat(out_n)
+    frame = pd.DataFrame(data)
+    cols = ["bucket", *keys, "outcome"]
+    frame = frame.groupby(cols, sort=True)["count"].sum().reset_index()
+    frame["count"] = frame["count"].astype("int64")
+    return frame, ({"type": types} if "type" in keys else {})
+
+
+def _scan_counts(
+    db: Store,
+    *,
+    level: str,
+    keys: list[str],
+    ranges: list[tuple[float | None, float, bool]],
+    outcomes: tuple[str, ...],
+    width: float,
+) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """Count the finished rows in `ranges` per (bucket, by-codes..., outcome code).
+
+    Where the store has an index in finish order that covers the read (attempts of a
+    native store from schema version 4: ``attempts_finished``), rows are read in finish
+    order, in batches that end at a finish time; otherwise in keyset batches in table
+    order.
     """
     sqlite_rowid = db.dialect == "sqlite" and db.layout == "native"
+    native = db.layout == "native"
     if level == "task":
         table, status_col, code = "tasks", "status", _STATUS_CODE.format(col="status")
         worker_col, type_col, join = "IFNULL(worker_key, -1)", "type", ""
         fin_col, order = "finished_at", ["id"]
+        by_time = False  # finish order is only cheaper by status and type: _pair_counts
     else:
         table, status_col, code = "attempts a", "a.outcome", _OUTCOME_CODE.format(col="a.outcome")
         worker_col, type_col, fin_col = "a.worker_key", "t.type", "a.finished_at"
         join = " JOIN tasks t ON t.id = a.task_id" if "type" in keys else ""
         # Attempts in table order where the table has one; else by their primary key.
         order = ["a.rowid"] if sqlite_rowid else ["a.task_id", "a.attempt"]
-    where, wparams = _window_sql(fin_col, lo, hi)
+        by_time = native and db.schema_version >= COUNTERS_VERSION
+    if by_time:
+        order = []
     in_sql = ", ".join("?" * len(outcomes))
+    wanted_codes = np.array(
+        [(TASK_STATUSES if level == "task" else OUTCOMES).index(o) for o in outcomes],
+        dtype="int64",
+    )
     names: dict[str, list[str]] = {}
     lut: np.ndarray | None = None
     if "worker_id" in keys:
         lut, names["worker_id"] = _worker_lookup(db)
+
+    def batches(
+        select: list[str], cols: dict[str, str], params: list[Any]
+    ) -> Iterator[dict[str, Any]]:
+        # The unary + keeps the planner off the (status, type) index, on the table's own
+        # order. In finish order the statuses are filtered by their codes afterwards
+        # (cheaper than SQLite's IN on text, and the index holds them anyway).
+        filters: list[Any] = list(outcomes)
+        if by_time:
+            head = f"SELECT {', '.join(select)} FROM {table}{join} WHERE 1 = 1"
+            filters = []
+        else:
+            head = (
+                f"SELECT {', '.join(select)} FROM {table}{join}"
+                f" WHERE +{status_col} IN ({in_sql})"
+            )
+        action = f"read finished {table}"
+        for start, end, closed in ranges:
+            window = f" AND {fin_col} {'<=' if closed else '<'} ?"
+            if not by_time:
+                # Here the + keeps SQLite off the finish-ordered index, whose rows would
+                # be sorted into table order again for every batch.
+                window = f" AND +{fin_col} {'<=' if closed else '<'} ?"
+                lower = "" if start is None else f" AND +{fin_col} >= ?"
+                bounds = [end] if start is None else [end, start]
+                after = order[0] + " > ?" if len(order) == 1 else f"({', '.join(order)}) > (?, ?)"
+                last: list[Any] | None = None
+                while True:
+                    sql = head + window + lower + ("" if last is None else f" AND {after}")
+                    batch = db.read_columns(
+                        f"{sql} ORDER BY {', '.join(order)} LIMIT ?",
+                        [*params, *filters, *bounds, *(last or []), _ROWS_PER_BATCH],
+                        columns=cols,
+                        action=action,
+                    )
+                    n = len(batch["at"])
+                    if n:
+                        last = [int(batch[f"k{i}"][-1]) for i in range(len(order))]
+                        yield batch
+                    if n < _ROWS_PER_BATCH:
+                        break
+                continue
+            # Finish order: a batch ends before its last moment and the next starts
+            # there, so rows sharing a moment are never split (nor read twice).
+            lower_bound = start
+            while True:
+                lower = "" if lower_bound is None else f" AND {fin_col} >= ?"
+                bounds = [end] if lower_bound is None else [end, lower_bound]
+                batch = db.read_columns(
+                    f"{head}{window}{lower} ORDER BY {fin_col} LIMIT ?",
+                    [*params, *filters, *bounds, _ROWS_PER_BATCH],
+                    columns=cols,
+                    action=action,
+                )
+                at = batch["at"]
+                if len(at) < _ROWS_PER_BATCH:
+                    if len(at):
+                        yield batch
+                    break
+                edge = float(at[-1])
+                keep = at < edge
+                if keep.any():
+                    yield {name: values[keep] for name, values in batch.items()}
+                    lower_bound = edge
+                    continue
+                # A whole batch finished at one moment: read that moment in one go.
+                yield db.read_columns(
+                    f"{head} AND {fin_col} = ?",
+                    [*params, *filters, edge],
+                    columns=cols,
+                    action=action,
+                )
+                lower_bound = math.nextafter(edge, math.inf)
+                if lower_bound > end or (lower_bound == end and not closed):
+                    break
 
     def scan(expr: _TypeExpr | None) -> tuple[list[Any], list[str]]:
         select = [*order, fin_col, code]
@@ -170,58 +539,41 @@ def _finished_counts(
         if "worker_id" in keys:
             select.append(worker_col)
             cols["worker"] = "int64"
-        after = order[0] + " > ?" if len(order) == 1 else f"({', '.join(order)}) > (?, ?)"
-        # The unary + keeps SQLite on the table's own order rather than a status index.
-        base = (
-            f"SELECT {', '.join(select)} FROM {table}{join}"
-            f" WHERE +{status_col} IN ({in_sql}) AND {where}"
-        )
         text_codes: dict[str, int] = {}
         parts: list[Any] = []
-        last: list[Any] | None = None
-        while True:
-            if last is None:
-                sql, bound = base, []
-            else:
-                sql, bound = f"{base} AND {after}", last
-            batch = db.read_columns(
-                f"{sql} ORDER BY {', '.join(order)} LIMIT ?",
-                [*params, *outcomes, *wparams, *bound, _ROWS_PER_BATCH],
-                columns=cols,
-                action=f"read finished {table}",
-            )
-            n = len(batch["at"])
-            if n:
-                last = [int(batch[f"k{i}"][-1]) for i in range(len(order))]
-                by_key: dict[str, tuple[np.ndarray, int]] = {}
-                if expr is not None:
-                    values = batch["type"]
-                    if expr.cats is not None:
-                        if (values < 0).any():  # a type written after the types were listed
-                            raise _Retry
-                        by_key["type"] = (values, len(expr.cats) + 1)
-                    else:
-                        local, uniques = pd.factorize(values)
-                        glob = np.array(
-                            [text_codes.setdefault(str(u), len(text_codes)) for u in uniques],
-                            dtype="int64",
-                        )
-                        local = local.astype("int64")
-                        type_codes = np.where(local >= 0, glob[local] if len(glob) else -1, -1)
-                        by_key["type"] = (type_codes, len(text_codes) + 1)
-                if lut is not None:
-                    by_key["worker_id"] = (
-                        _worker_codes(batch["worker"], lut),
-                        len(names["worker_id"]) + 1,
+        for batch in batches(select, cols, params):
+            if by_time:
+                wanted = np.isin(batch["outcome"], wanted_codes)
+                if not wanted.all():
+                    batch = {name: values[wanted] for name, values in batch.items()}
+                if not len(batch["at"]):
+                    continue
+            by_key: dict[str, tuple[np.ndarray, int]] = {}
+            if expr is not None:
+                values = batch["type"]
+                if expr.cats is not None:
+                    if (values < 0).any():  # a type written after the types were listed
+                        raise _Retry
+                    by_key["type"] = (values, len(expr.cats) + 1)
+                else:
+                    local, uniques = pd.factorize(values)
+                    glob = np.array(
+                        [text_codes.setdefault(str(u), len(text_codes)) for u in uniques],
+                        dtype="int64",
                     )
-                codes = [by_key[key][0] for key in keys]
-                sizes = [by_key[key][1] for key in keys]
-                codes.append(batch["outcome"])
-                sizes.append(_N_CODES)
-                b = np.floor(batch["at"] / width).astype("int64")
-                parts.append(_batch_counts(b, codes, sizes))
-            if n < _ROWS_PER_BATCH:
-                break
+                    local = local.astype("int64")
+                    type_codes = np.where(local >= 0, glob[local] if len(glob) else -1, -1)
+                    by_key["type"] = (type_codes, len(text_codes) + 1)
+            if lut is not None:
+                by_key["worker_id"] = (
+                    _worker_codes(batch["worker"], lut),
+                    len(names["worker_id"]) + 1,
+                )
+            codes = [by_key[key][0] for key in keys]
+            sizes = [by_key[key][1] for key in keys]
+            codes.append(batch["outcome"])
+            sizes.append(_N_CODES)
+            parts.append(_batch_counts(_bucket_index(batch["at"], width), codes, sizes))
         if expr is not None and expr.cats is None:
             # Codes in order of the sorted names, as a sorted factorize gives them.
             seen = sorted(text_codes)

@@ -185,7 +185,7 @@ CREATE TABLE attempt_hours (
     attempts bigint NOT NULL CHECK (attempts >= 0),
     PRIMARY KEY (hour, type, outcome)
 );
-CREATE INDEX tasks_finished ON tasks (finished_at NULLS FIRST, status, type)
+CREATE INDEX tasks_finished ON tasks (status NULLS FIRST, type NULLS FIRST, finished_at NULLS FIRST)
     WHERE finished_at IS NOT NULL;
 """
 

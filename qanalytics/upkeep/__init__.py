@@ -25,6 +25,7 @@ from .storage import (
     stats,
     vacuum,
 )
+from .task_tiers import TaskSummary, summarize_tasks
 from .tiers import SummaryResult, summarize, summarize_heartbeats
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "CheckpointResult",
     "PruneResult",
     "SummaryResult",
+    "TaskSummary",
     "VacuumResult",
     "checkpoint",
     "heartbeat_rollups",
@@ -45,5 +47,6 @@ __all__ = [
     "stats",
     "summarize",
     "summarize_heartbeats",
+    "summarize_tasks",
     "vacuum",
 ]

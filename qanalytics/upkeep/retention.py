@@ -26,6 +26,7 @@ from ..read.rollups import (
 )
 from ..store import Store
 from ..store.schema import TIERS_VERSION
+from .task_tiers import summarize_tasks
 from .tiers import summarize_heartbeats
 
 __all__ = ["PruneResult", "prune"]
@@ -291,6 +292,7 @@ def prune(
         # The summary tiers must hold every beat before they are rolled up and deleted:
         # the liveness reads take history before the tiers' mark from them.
         summarize_heartbeats(db, until=cutoff, progress=progress)
+        summarize_tasks(db, until=cutoff)
 
     todo = db.query(
         "SELECT count(*) FROM heartbeats WHERE at < ?", (cutoff,), action="count old heartbeats"
@@ -317,6 +319,9 @@ def prune(
     tasks_deleted = attempts_deleted = 0
     if finished_s is not None:
         finished_cutoff = at - finished_s
+        if db.schema_version >= TIERS_VERSION:
+            # Counted into the hourly task tiers first: metrics keep what is deleted.
+            summarize_tasks(db, until=finished_cutoff)
         while True:
             n_tasks, n_attempts = _prune_tasks_batch(db, finished_cutoff, batch)
             transactions += 1

@@ -39,6 +39,7 @@ from ..read.rollups import (
 )
 from ..store import Store
 from ..store.schema import TIERS_VERSION
+from .task_tiers import summarize_tasks
 
 __all__ = ["SILENCE_CAP_S", "SummaryResult", "summarize", "summarize_heartbeats"]
 
@@ -65,12 +66,18 @@ class SummaryResult:
         Silences recorded.
     transactions : int
         Write transactions used.
+    tasks_until : float or None
+        The task tiers' watermark after the call (:func:`summarize` only; whole hours).
+    tasks : int
+        Finished tasks counted into the hourly task tiers by this call.
     """
 
     until: float | None
     beats: int = 0
     silences: int = 0
     transactions: int = 0
+    tasks_until: float | None = None
+    tasks: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """The result as a plain dict (for JSON output).
@@ -419,6 +426,11 @@ def summarize(
 ) -> SummaryResult:
     """Bring the summary tiers up to `lag` before `now`, so long reads stay fast.
 
+    Folds heartbeats into the heartbeat tiers (:func:`summarize_heartbeats`) and the
+    finishes of whole hours into the hourly task tiers
+    (:func:`~qanalytics.upkeep.task_tiers.summarize_tasks`), which :func:`success_rate`
+    and :func:`throughput` read for the hours before their watermark.
+
     :func:`outages`, :func:`uptime` and :func:`alive_intervals` read history before the
     tiers' mark from the tiers (a row per worker and day, and the silences) and only
     what came after it from the raw heartbeats, so a year of a large fleet answers in
@@ -467,4 +479,13 @@ def summarize(
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be a bool, not {type(progress).__name__}")
     at = db.resolve_now(now)
-    return summarize_heartbeats(db, until=at - lag_s, progress=progress)
+    beats = summarize_heartbeats(db, until=at - lag_s, progress=progress)
+    tasks = summarize_tasks(db, until=at - lag_s)
+    return SummaryResult(
+        until=beats.until,
+        beats=beats.beats,
+        silences=beats.silences,
+        transactions=beats.transactions + tasks.transactions,
+        tasks_until=tasks.summarized_until,
+        tasks=tasks.tasks,
+    )

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..store import Store
+from .task_hours import TierChanges, apply_changes, contributions, summarized_until
 from .workers import check_worker_id, encode_json
 
 __all__ = [
@@ -252,6 +253,8 @@ class EventWriter:
         self._workers: dict[str, int] = {}
         self._coverage: int | None = None
         self._result = ApplyResult()
+        # The hourly tiers' watermark, read once per batch (the batch holds the write lock).
+        self._until: float | None = None
 
     # -- coverage -----------------------------------------------------------------------
     def start_coverage(self, source: str, at: float) -> int:
@@ -345,6 +348,7 @@ class EventWriter:
         workers = dict(self._workers)
         try:
             with self.db.transaction("record a batch of queue events") as conn:
+                self._until = summarized_until(self.db, conn)
                 for event in batch:
                     outcome = self._apply_one(conn, event)
                     if outcome == "applied":
@@ -386,18 +390,29 @@ class EventWriter:
             return self._offline(conn, event)
         if not event.task:
             return "ignored"
+        # A late event can finish, reopen, rename or move a finish dated before the
+        # hourly tiers' watermark: the tiers follow the difference it made to the task.
+        until = self._until
+        tier_before = None if until is None else _tier_counts(conn, event.task, until)
         if kind in ("task-sent", "task-received"):
-            return self._queued(conn, event)  # touches no attempt, so no counter
-        # Any other task event may finish, reopen or move an attempt of its task: the
-        # workers' completed / failed counters follow the difference it made to them.
-        before = _finished_attempts(conn, event.task)
-        outcome = self._task_event(conn, event)
-        if outcome == "applied":
-            after = _finished_attempts(conn, event.task)
-            for (key, result), n in (after - before).items():
-                conn.execute(_COUNT_FINISH[result], (n, key))
-            for (key, result), n in (before - after).items():
-                conn.execute(_COUNT_FINISH[result], (-n, key))
+            outcome = self._queued(conn, event)  # touches no attempt, so no counter
+        else:
+            # Any other task event may finish, reopen or move an attempt of its task: the
+            # workers' completed / failed counters follow the difference it made to them.
+            before = _finished_attempts(conn, event.task)
+            outcome = self._task_event(conn, event)
+            if outcome == "applied":
+                after = _finished_attempts(conn, event.task)
+                for (key, result), n in (after - before).items():
+                    conn.execute(_COUNT_FINISH[result], (n, key))
+                for (key, result), n in (before - after).items():
+                    conn.execute(_COUNT_FINISH[result], (-n, key))
+        if until is not None and tier_before is not None:
+            # Also after a "duplicate": a late rejection can close an attempt of a task
+            # whose state is newer, which changes the attempt tier and nothing else.
+            changes = _tier_counts(conn, event.task, until)
+            changes.subtract(tier_before)
+            apply_changes(conn, changes)
         return outcome
 
     def _task_event(self, conn: Any, event: RecordedEvent) -> str:
@@ -790,6 +805,12 @@ class EventWriter:
                 (event.at, task.id),
             )
         return "applied"
+
+
+def _tier_counts(conn: Any, external_id: str, until: float) -> TierChanges:
+    """What a recorded task counts in the hourly tiers now (nothing if not yet recorded)."""
+    row = conn.execute("SELECT id FROM tasks WHERE external_id = ?", (external_id,)).fetchone()
+    return contributions(conn, int(row[0]), until) if row is not None else TierChanges()
 
 
 def _attempts_of(conn: Any, task_id: int) -> list[tuple[Any, ...]]:

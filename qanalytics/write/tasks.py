@@ -19,6 +19,7 @@ from .._time import parse_duration, to_datetime, to_epoch
 from ..errors import InvalidTransition, TaskNotFound, WorkerNotFound
 from ..state import STALE_AFTER_S, state_sql
 from ..store import Store
+from .task_hours import apply_changes, summarized_until, task_finish
 from .workers import check_worker_id, decode_json, encode_json
 
 __all__ = [
@@ -340,7 +341,7 @@ _COUNTED = {
 
 def _close_attempt(
     conn: Any, task_id: int, attempt: int, now: float, outcome: str, error: str | None
-) -> None:
+) -> bool:
     row = conn.execute(
         "UPDATE attempts SET finished_at = ?, outcome = ?, error = ?"
         " WHERE task_id = ? AND attempt = ? AND outcome IS NULL RETURNING worker_key",
@@ -349,6 +350,28 @@ def _close_attempt(
     # The worker's counters (read by workers()) move with the attempt they count.
     if row is not None and outcome in _COUNTED:
         conn.execute(_COUNTED[outcome], (row[0],))
+    return row is not None
+
+
+def _count_finish(
+    db: Store,
+    conn: Any,
+    task_id: int,
+    at: float,
+    *,
+    status: str | None = None,
+    outcome: str | None = None,
+) -> None:
+    """Count a finish dated before the summary's watermark into the hourly tiers.
+
+    Finishes are stamped with the store clock, normally after the watermark; a clock
+    behind it (or a past ``now``) dates them into hours already summarized.
+    """
+    until = summarized_until(db, conn)
+    if until is None or at >= until or (status is None and outcome is None):
+        return
+    type_ = conn.execute("SELECT type FROM tasks WHERE id = ?", (task_id,)).fetchone()[0]
+    apply_changes(conn, task_finish(at, type_, status=status, outcome=outcome))
 
 
 def complete(db: Store, task_id: int, *, worker_id: str | None = None) -> None:
@@ -384,7 +407,10 @@ def complete(db: Store, task_id: int, *, worker_id: str | None = None) -> None:
             " error = NULL WHERE id = ?",
             (now, task_id),
         )
-        _close_attempt(conn, task_id, attempts, now, "completed", None)
+        closed = _close_attempt(conn, task_id, attempts, now, "completed", None)
+        _count_finish(
+            db, conn, task_id, now, status="completed", outcome="completed" if closed else None
+        )
 
 
 def backoff_delay(
@@ -470,7 +496,8 @@ def fail(
             raise InvalidTransition(f"cannot fail task {task_id}: it is {status}, not processing")
         _holder_check(conn, task_id, worker_id, key, "fail")
         now = db.now()
-        _close_attempt(conn, task_id, attempts, now, "failed", error)
+        closed = _close_attempt(conn, task_id, attempts, now, "failed", error)
+        outcome = "failed" if closed else None
         if retry and attempts < max_attempts:
             wait = backoff_delay(attempts) if delay_s is None else delay_s
             conn.execute(
@@ -478,12 +505,14 @@ def fail(
                 " worker_key = NULL, error = ? WHERE id = ?",
                 (now + wait, error, task_id),
             )
+            _count_finish(db, conn, task_id, now, outcome=outcome)
             return "queued"
         conn.execute(
             "UPDATE tasks SET status = 'failed', finished_at = ?, lease_until = NULL,"
             " error = ? WHERE id = ?",
             (now, error, task_id),
         )
+        _count_finish(db, conn, task_id, now, status="failed", outcome=outcome)
         return "failed"
 
 
@@ -513,12 +542,16 @@ def cancel(db: Store, task_id: int) -> bool:
         if status not in ("queued", "processing"):
             return False
         now = db.now()
-        if status == "processing":
-            _close_attempt(conn, task_id, attempts, now, "cancelled", "cancelled")
+        closed = status == "processing" and _close_attempt(
+            conn, task_id, attempts, now, "cancelled", "cancelled"
+        )
         conn.execute(
             "UPDATE tasks SET status = 'cancelled', finished_at = ?, lease_until = NULL"
             " WHERE id = ?",
             (now, task_id),
+        )
+        _count_finish(
+            db, conn, task_id, now, status="cancelled", outcome="cancelled" if closed else None
         )
     return True
 
@@ -630,17 +663,20 @@ def requeue_orphans(
         found = _orphan_rows(conn, at, stale_s)
         for orphan in found:
             task_id, attempts, reason = orphan.task_id, orphan.attempts, orphan.reason
-            _close_attempt(conn, task_id, attempts, at, "abandoned", reason)
+            closed = _close_attempt(conn, task_id, attempts, at, "abandoned", reason)
+            outcome = "abandoned" if closed else None
             if orphan.next_status == "queued":
                 conn.execute(
                     "UPDATE tasks SET status = 'queued', run_after = ?, lease_until = NULL,"
                     " worker_key = NULL, error = ? WHERE id = ?",
                     (at, f"abandoned: {reason}", task_id),
                 )
+                _count_finish(db, conn, task_id, at, outcome=outcome)
             else:
                 conn.execute(
                     "UPDATE tasks SET status = 'failed', finished_at = ?, lease_until = NULL,"
                     " error = ? WHERE id = ?",
                     (at, f"abandoned after {attempts} attempts: {reason}", task_id),
                 )
+                _count_finish(db, conn, task_id, at, status="failed", outcome=outcome)
     return [orphan.task_id for orphan in found]
