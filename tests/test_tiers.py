@@ -8,6 +8,7 @@ identical (only ``resolution`` says where each outage came from).
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Any
 
@@ -268,6 +269,10 @@ def test_cli_summarize(tmp_path: Any, clock: qa.FakeClock) -> None:
     with qa.connect(path, readonly=True) as db:
         mark = db.query("SELECT value FROM meta WHERE key = 'heartbeats_summarized_until'")
         assert float(mark[0][0]) == end - 3600
+    stats = runner.invoke(main, ["stats", "--db", str(path), "--format", "json"])
+    tiers_stats = json.loads(stats.output)["tiers"]
+    assert pd.Timestamp(tiers_stats["heartbeats_summarized_until"]).timestamp() == end - 3600
+    assert tiers_stats["tasks_summarized_until"] is not None
 
 
 def test_check_finds_tiers_that_readers_would_misread(db: qa.Store, clock: qa.FakeClock) -> None:

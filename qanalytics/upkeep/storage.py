@@ -528,7 +528,8 @@ def stats(db: Store) -> dict[str, Any]:
         from the ``dbstat`` table when SQLite has it, else None) and ``indexes_bytes``;
         ``heartbeats``: ``oldest``, ``newest`` (UTC timestamps or None) and ``rows``;
         ``rollups``: ``rows``, ``beats``, ``first_minute``, ``last_minute``,
-        ``raw_history_starts_at``.
+        ``raw_history_starts_at``; ``tiers``: ``heartbeats_summarized_until`` and
+        ``tasks_summarized_until`` (UTC timestamps or None; see :func:`summarize`).
     """
     pages, free, size = _pages(db)
     journal = str(db.query("PRAGMA journal_mode", action="read the journal mode")[0][0])
@@ -602,4 +603,11 @@ def stats(db: Store) -> dict[str, Any]:
             last_minute=as_timestamp(last),
         )
     out["rollups"] = rollups
+    marks = {"heartbeats_summarized_until": None, "tasks_summarized_until": None}
+    if db.schema_version >= TIERS_VERSION:
+        for key in marks:
+            value = meta_get(db, key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                marks[key] = as_timestamp(float(value))
+    out["tiers"] = marks
     return out
