@@ -603,7 +603,7 @@ def stats(db: Store) -> dict[str, Any]:
             last_minute=as_timestamp(last),
         )
     out["rollups"] = rollups
-    marks = {"heartbeats_summarized_until": None, "tasks_summarized_until": None}
+    marks: dict[str, Any] = {"heartbeats_summarized_until": None, "tasks_summarized_until": None}
     if db.schema_version >= TIERS_VERSION:
         for key in marks:
             value = meta_get(db, key)
