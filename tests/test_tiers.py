@@ -289,3 +289,31 @@ def test_check_finds_tiers_that_readers_would_misread(db: qa.Store, clock: qa.Fa
     assert any(p.startswith("heartbeat_days: ") and "after the mark" in p for p in problems)
     assert any(p.startswith("heartbeat_silences: ") for p in problems), problems
     assert end > 0
+
+
+@pytest.mark.parametrize("seed", [10, 11])
+def test_tasks_held_by_probes_equal_the_range_join(
+    db: qa.Store, clock: qa.FakeClock, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    import qanalytics.read.liveness as liveness
+
+    end = _fleet(db, clock, seed, days=0.6)
+    # Edges: claimed exactly at an outage's start, finished exactly at it.
+    qa.register_worker(db, "edge")
+    first = qa.enqueue(db, "job")
+    assert qa.claim(db, "edge", lease="1d") is not None
+    clock.advance(600)  # w/o beats: an outage starting at the claim's moment
+    qa.heartbeat(db, "edge")
+    qa.complete(db, first)
+    clock.advance(end + 7200 - clock())
+    longest = db.query("SELECT max(finished_at - claimed_at) FROM attempts")[0][0]
+    assert longest > 0
+    monkeypatch.setattr(liveness, "_probe_span", lambda *a: None)
+    joined = qa.outages(db, min_gap=90)
+    monkeypatch.setattr(liveness, "_probe_span", lambda *a: float(longest))
+    probed = qa.outages(db, min_gap=90)
+    pd.testing.assert_frame_equal(probed, joined)
+    held = joined["tasks_in_flight"].map(len)
+    assert held.sum() > 5 and (held == 0).any()
+    edge = joined[joined["worker_id"] == "edge"]
+    assert [list(t) for t in edge["tasks_in_flight"]][:1] == [[first]]

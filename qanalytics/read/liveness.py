@@ -1168,10 +1168,14 @@ def _tasks_held(
 ) -> list[list[int]]:
     """Per outage, the ids of tasks its worker held at the outage's start.
 
-    One range join: the attempts claimed by the latest start and open after the
-    earliest are read in finish-time order from the covering ``attempts_finished``
-    index, in batches of :data:`_ATTEMPTS_PER_BATCH`, and each is matched to the starts
-    of its worker it spans by binary search in that worker's sorted starts.
+    Attempts still open are read once. Finished ones are found in one of two ways,
+    whichever reads fewer rows: when outages are few against the history, one probe
+    per outage of its worker's attempts claimed in the longest attempt's duration
+    before its start (the ``attempts_duration`` index gives that duration); otherwise
+    one range join, the attempts claimed by the latest start and open after the
+    earliest read in finish-time order from the covering ``attempts_finished`` index,
+    in batches of :data:`_ATTEMPTS_PER_BATCH`, each matched to the starts of its
+    worker it spans by binary search in that worker's sorted starts.
     """
     # Sets only for the outages that hold something (most hold nothing).
     held: dict[int, set[int]] = {
@@ -1223,6 +1227,11 @@ def _tasks_held(
         ),
         still_open=True,
     )
+    longest = _probe_span(db, first, len(key))
+    if longest is not None:
+        for pos, task in _probe_attempts(db, key, start, longest):
+            held.setdefault(pos, set()).add(task)
+        return _held_lists(held, len(key))
     # Keyset batches in finish order; an attempt read twice at a batch edge adds the same
     # task to the same sets again.
     bound, op = first, ">"
@@ -1251,10 +1260,74 @@ def _tasks_held(
             op = ">"
         else:
             bound, op = top, ">="
-    out: list[list[int]] = [[] for _ in range(len(key))]
+    return _held_lists(held, len(key))
+
+
+def _held_lists(held: dict[int, set[int]], n: int) -> list[list[int]]:
+    out: list[list[int]] = [[] for _ in range(n)]
     for pos, tasks in held.items():
         out[pos] = sorted(tasks)
     return out
+
+
+#: Outages per probe query of :func:`_probe_attempts`.
+_PROBES_PER_QUERY = 300
+
+
+def _probe_span(db: Store, first: float, n_outages: int) -> float | None:
+    """The longest finished attempt's duration, when probing beats the range join.
+
+    Probes read about ``outages x longest x claims per worker and second`` rows; the
+    range join reads every attempt finished after the earliest start. None when the
+    store has no duration index or the join reads less.
+    """
+    if db.schema_version < TIERS_VERSION or n_outages == 0:
+        return None
+    rows = db.query(
+        "SELECT max(finished_at - claimed_at) FROM attempts WHERE finished_at IS NOT NULL",
+        action="read the longest attempt",
+    )
+    longest = rows[0][0] if rows else None
+    if longest is None:
+        return 0.0
+    stats = db.query(
+        "SELECT count(*), IFNULL(sum(tasks_completed + tasks_failed), 0), min(registered_at),"
+        " max(last_heartbeat_at) FROM workers",
+        action="read the workers' counters",
+    )[0]
+    workers, attempts, born, latest = stats
+    if not workers or not attempts or born is None or latest is None or latest <= born:
+        return None
+    span = float(latest) - float(born)
+    per_worker_s = float(attempts) / float(workers) / span
+    probe_rows = n_outages * (float(longest) + 1.0) * per_worker_s
+    scan_rows = float(attempts) * max(0.0, float(latest) - first) / span
+    return float(longest) if 4 * probe_rows < scan_rows else None
+
+
+def _probe_attempts(
+    db: Store, key: np.ndarray, start: np.ndarray, longest: float
+) -> list[tuple[int, int]]:
+    """(outage position, task) for each finished attempt open at an outage's start."""
+    found: list[tuple[int, int]] = []
+    for lo in range(0, len(key), _PROBES_PER_QUERY):
+        part = range(lo, min(lo + _PROBES_PER_QUERY, len(key)))
+        values = ", ".join("(?, ?, ?)" for _ in part)
+        params: list[Any] = []
+        for i in part:
+            params.extend((i, int(key[i]), float(start[i])))
+        # The (worker_key, claimed_at) index bounds each probe to `longest` seconds.
+        found.extend(
+            (int(i), int(t))
+            for i, t in db.query(
+                f"WITH o (i, k, s) AS (VALUES {values})"
+                " SELECT o.i, a.task_id FROM o JOIN attempts a ON a.worker_key = o.k"
+                " AND a.claimed_at >= o.s - ? AND a.claimed_at <= o.s WHERE a.finished_at > o.s",
+                [*params, longest],
+                action="read attempts held at outages",
+            )
+        )
+    return found
 
 
 def _check_buckets(count: int, freq: Any) -> None:

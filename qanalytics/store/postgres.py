@@ -187,6 +187,8 @@ CREATE TABLE attempt_hours (
 );
 CREATE INDEX tasks_finished ON tasks (status NULLS FIRST, type NULLS FIRST, finished_at NULLS FIRST)
     WHERE finished_at IS NOT NULL;
+CREATE INDEX attempts_duration ON attempts ((finished_at - claimed_at))
+    WHERE finished_at IS NOT NULL;
 """
 
 #: PostgreSQL migrations, one per SQLite migration (same version numbers).

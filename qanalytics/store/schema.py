@@ -200,6 +200,10 @@ CREATE TABLE attempt_hours (
 -- By status and type first: one (status, type)'s finishes in a time range are one stretch
 -- of the index, so a bucket's count is a seek and a count (success_rate, throughput).
 CREATE INDEX tasks_finished ON tasks (status, type, finished_at) WHERE finished_at IS NOT NULL;
+
+-- The longest attempt, in one lookup: bounds outages()' probes for tasks held.
+CREATE INDEX attempts_duration ON attempts ((finished_at - claimed_at))
+    WHERE finished_at IS NOT NULL;
 """
 
 #: Ordered migrations; entry ``i`` takes the schema from version ``i`` to ``i + 1``.
