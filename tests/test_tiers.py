@@ -317,3 +317,17 @@ def test_tasks_held_by_probes_equal_the_range_join(
     assert held.sum() > 5 and (held == 0).any()
     edge = joined[joined["worker_id"] == "edge"]
     assert [list(t) for t in edge["tasks_in_flight"]][:1] == [[first]]
+
+
+def test_busy_hours_are_summarized_in_shorter_batches(
+    db: qa.Store, clock: qa.FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    end = _fleet(db, clock, 12, days=0.4)
+    expected = _answers(db, end, 60)
+    monkeypatch.setattr(tiers, "BATCH_BEATS", 100)  # an hour holds ~480 beats
+    result = tiers.summarize_heartbeats(db, until=end - 1000)
+    hours = (end - 1000 - T0) / 3600
+    assert result.transactions > 1.5 * hours  # an hour a batch would take ten
+    _same(_answers(db, end, 60), expected)
+    beats = db.query("SELECT sum(beats) FROM heartbeat_days")[0][0]
+    assert beats == db.query("SELECT count(*) FROM heartbeats WHERE at < ?", (end - 1000,))[0][0]

@@ -49,6 +49,10 @@ SILENCE_CAP_S = 60.0
 SILENCE_FACTOR = 2.0
 _HOUR = 3600.0
 _DAY = 86400.0
+#: A batch aims at about this many beats: an hour of a large fleet beating every 2 s is
+#: split into shorter batches, so writers never wait long for the write lock.
+BATCH_BEATS = 250_000
+_MIN_SPAN = 60.0
 
 
 @dataclass(frozen=True)
@@ -341,7 +345,8 @@ def summarize_heartbeats(
     """Fold heartbeats before `until` into the summary tiers.
 
     Beats from the watermark (``meta['heartbeats_summarized_until']``) up to `until` are
-    read an hour at a time; each hour's day rows and silences are written, and the
+    read an hour at a time (shorter spans when an hour holds more than
+    :data:`BATCH_BEATS` beats); each batch's day rows and silences are written, and the
     watermark advanced, in one transaction, so a crash repeats nothing and loses
     nothing. Raw beats are left in place (:func:`qanalytics.maintenance.prune` deletes
     them later). The first call on a store pruned before it had tiers first summarizes
@@ -387,8 +392,9 @@ def summarize_heartbeats(
 
         bar = tqdm(total=todo, desc="summarizing heartbeats", unit="h")
     try:
+        span = _HOUR
         while mark < until:
-            stop = min(_hour_floor(mark) + _HOUR, until)
+            stop = min(mark + span, _hour_floor(mark) + _HOUR, until)
             with db.transaction("summarize heartbeats") as conn:
                 current = conn.execute(
                     "SELECT value FROM meta WHERE key = ?", (META_HEARTBEATS_SUMMARIZED_UNTIL,)
@@ -403,12 +409,17 @@ def summarize_heartbeats(
                     points = _raw_points(conn, mark, stop)
                 n, s = _fold(conn, points, stop)
                 _advance(conn, stop)
+            # The next batch's span follows this one's size (one hour at most).
+            if len(points.key) > BATCH_BEATS:
+                span = max(_MIN_SPAN, span / 2)
+            elif len(points.key) < BATCH_BEATS / 4:
+                span = min(_HOUR, span * 2)
             beats += n
             silences += s
             transactions += 1
-            mark = stop
             if bar is not None:
-                bar.update(1)
+                bar.update(round((stop - mark) / _HOUR, 3))
+            mark = stop
             if on_batch is not None:
                 on_batch(mark)
     finally:
