@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import gc
 import statistics
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["DATA_DIR", "Goal", "finish", "median", "print_table", "remove_store"]
+__all__ = [
+    "DATA_DIR",
+    "Goal",
+    "finish",
+    "median",
+    "peak_call",
+    "print_table",
+    "remove_store",
+]
 
 #: Generated stores live here (git-ignored).
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -26,6 +37,40 @@ def median(values: Sequence[float]) -> float:
     float
     """
     return statistics.median(values) if values else float("nan")
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def peak_call(call: Callable[[], Any]) -> tuple[Any, float, float]:
+    """Run `call` once: its result, wall seconds and peak resident-set growth (MiB).
+
+    The kernel's peak mark is reset first (``/proc/self/clear_refs``), so the growth is
+    ``VmHWM`` after the call minus ``VmRSS`` before it, the result included. Linux only;
+    run it in a fresh process for a clean figure.
+
+    Parameters
+    ----------
+    call : callable
+        No arguments.
+
+    Returns
+    -------
+    (result, seconds, peak_mib) : tuple
+    """
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    before = _status_kib("VmRSS")
+    started = time.perf_counter()
+    result = call()
+    seconds = time.perf_counter() - started
+    return result, seconds, (_status_kib("VmHWM") - before) / 1024
 
 
 def remove_store(path: Path) -> None:

@@ -36,7 +36,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import subprocess
 import sys
@@ -44,7 +43,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import print_table
+from _common import peak_call, print_table
 from scale_data import default_dir, ensure, parse_count
 
 DAY = 86400.0
@@ -58,14 +57,6 @@ READS: dict[str, list[str]] = {
     "throughput_1h": ["qa", "qa_tiers", "duckdb", "polars"],
     "heartbeats_1d": ["qa", "pandas", "duckdb", "polars"],
 }
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def _rows(result: Any) -> int:
@@ -110,16 +101,8 @@ def child(read: str, variant: str, path: Path, now: float) -> dict[str, Any]:
         ("heartbeats_1d", "duckdb"): lambda: P.duck_heartbeats_since(path, now - DAY, now),
         ("heartbeats_1d", "polars"): lambda: P.polars_heartbeats_since(path, now - DAY, now),
     }
-    call = calls[(read, variant)]
-    gc.collect()
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")
-    before = _status_kib("VmRSS")
-    started = time.perf_counter()
-    result = call()
-    seconds = time.perf_counter() - started
-    peak = _status_kib("VmHWM")
-    return {"seconds": seconds, "peak_mib": (peak - before) / 1024, "rows": _rows(result)}
+    result, seconds, peak_mib = peak_call(calls[(read, variant)])
+    return {"seconds": seconds, "peak_mib": peak_mib, "rows": _rows(result)}
 
 
 def measure(read: str, variant: str, path: Path, now: float) -> dict[str, Any]:

@@ -26,7 +26,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import shutil
 import sqlite3
@@ -38,20 +37,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import print_table
+from _common import peak_call, print_table
 from scale_data import default_dir, ensure, parse_count
 
 DAY = 86400.0
 #: Write rate the upkeep must keep up with: 1,000 workers beating every 2 s.
 WRITE_RATE = 1000 / 2.0
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def child(read: str, path: Path, now: float) -> dict[str, Any]:
@@ -70,16 +61,8 @@ def child(read: str, path: Path, now: float) -> dict[str, Any]:
         "alive_intervals": lambda: qa.alive_intervals(db),
         "duckdb_outages": lambda: P.duck_outages(path, now),
     }
-    call = calls[read]
-    gc.collect()
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")
-    before = _status_kib("VmRSS")
-    started = time.perf_counter()
-    result = call()
-    seconds = time.perf_counter() - started
-    peak = _status_kib("VmHWM")
-    return {"seconds": seconds, "peak_mib": (peak - before) / 1024, "rows": len(result)}
+    result, seconds, peak_mib = peak_call(calls[read])
+    return {"seconds": seconds, "peak_mib": peak_mib, "rows": len(result)}
 
 
 def measure(read: str, path: Path, now: float) -> dict[str, Any]:
