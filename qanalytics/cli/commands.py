@@ -730,9 +730,11 @@ def prune_command(
 ) -> None:
     """Roll heartbeats older than --keep up into per-minute rows and delete them.
 
-    The read side keeps working across the boundary at minute resolution. With
-    --finished-keep, old finished tasks are deleted too, and metrics lose them.
-    Running it again with the same --now changes nothing.
+    Beats and finished tasks before the cutoff are first folded into the summary tiers
+    (see `summarize`), from which outages, uptime and success rates read old history.
+    With --finished-keep, old finished tasks are deleted too; success rates and
+    throughput keep counting them, other metrics lose them. Running it again with the
+    same --now changes nothing.
     """
     with _open(db_path, readonly=False) as db:
         result = upkeep.prune(
