@@ -111,6 +111,18 @@ def test_heartbeats_windows(db: qa.Store, clock: qa.FakeClock) -> None:
     assert heartbeats(db, now=T0 + 5)["at"].max().timestamp() == T0
 
 
+def test_unknown_workers_select_nothing_on_every_backend(
+    db: qa.Store, clock: qa.FakeClock
+) -> None:
+    # No known worker left in the filter: an empty IN list, which PostgreSQL rejects.
+    _build(db, clock)
+    assert attempts(db, workers=["nobody"]).empty
+    assert heartbeats(db, workers=["nobody"]).empty
+    assert len(attempts(db, workers=["nobody", "a"])) == len(
+        attempts(db)[attempts(db)["worker_id"] == "a"]
+    )
+
+
 def test_tasks_as_of_reconstructs_status(db: qa.Store, clock: qa.FakeClock) -> None:
     _build(db, clock)
     now = tasks(db).set_index("id")

@@ -145,8 +145,11 @@ def in_list_sql(column: str, values: Iterable[Any]) -> tuple[str, list[Any]]:
     Returns
     -------
     (sql, params) : tuple
+        No values give a clause that is always false (``IN ()`` is SQLite's alone).
     """
     params = list(values)
+    if not params:
+        return "0 = 1", params
     return f"{column} IN ({', '.join('?' * len(params))})", params
 
 
