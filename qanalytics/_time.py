@@ -167,6 +167,11 @@ def parse_duration(value: Any, *, name: str = "duration", allow_zero: bool = Tru
         seconds = float(value)
     elif isinstance(value, str):
         match = _DURATION_RE.fullmatch(value)
+        if match is not None and match.group(2) == "M":
+            raise ValueError(
+                f"{name}={value!r} is ambiguous (a month to pandas, a minute to some tools);"
+                f" write '{match.group(1)}min' for minutes or days such as '30d'"
+            )
         unit = match.group(2).lower() if match else ""
         if match is None or (unit not in _UNITS and unit != ""):
             raise ValueError(
