@@ -331,3 +331,15 @@ def test_busy_hours_are_summarized_in_shorter_batches(
     _same(_answers(db, end, 60), expected)
     beats = db.query("SELECT sum(beats) FROM heartbeat_days")[0][0]
     assert beats == db.query("SELECT count(*) FROM heartbeats WHERE at < ?", (end - 1000,))[0][0]
+
+
+def test_check_finds_counters_that_disagree_with_the_rows(
+    db: qa.Store, clock: qa.FakeClock
+) -> None:
+    _fleet(db, clock, 13, days=0.2)
+    mt.prune(db, keep="1h", finished_keep="2h")
+    assert mt.integrity_check(db) == []  # prune keeps the counters with the rows
+    with db.transaction() as conn:
+        conn.execute("UPDATE workers SET heartbeats = heartbeats + 2 WHERE worker_id = 'w3'")
+    problems = mt.integrity_check(db)
+    assert len(problems) == 1 and problems[0].startswith("worker 'w3': counters say ")

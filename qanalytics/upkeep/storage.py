@@ -24,7 +24,13 @@ from ..read.rollups import (
     raw_history_starts_at,
 )
 from ..store import Store
-from ..store.schema import OUTCOMES, TASK_STATUSES, TIERS_VERSION, WORKER_EVENTS
+from ..store.schema import (
+    COUNTERS_VERSION,
+    OUTCOMES,
+    TASK_STATUSES,
+    TIERS_VERSION,
+    WORKER_EVENTS,
+)
 
 __all__ = [
     "CHECKPOINT_MODES",
@@ -409,6 +415,30 @@ def _rollup_problems(db: Store) -> list[str]:
 
 
 
+def _counter_problems(db: Store) -> list[str]:
+    """Worker counters that disagree with the rows they count (workers() reads them)."""
+    if db.schema_version < COUNTERS_VERSION:
+        return []
+    rows = db.query(
+        "SELECT worker_id, heartbeats, beats, tasks_completed, completed, tasks_failed, failed"
+        " FROM (SELECT w.worker_id, w.heartbeats, w.tasks_completed, w.tasks_failed,"
+        "  (SELECT count(*) FROM heartbeats h WHERE h.worker_key = w.worker_key)"
+        "  + (SELECT IFNULL(sum(r.beats), 0) FROM heartbeat_rollups r"
+        "     WHERE r.worker_key = w.worker_key) AS beats,"
+        "  (SELECT count(*) FROM attempts a WHERE a.worker_key = w.worker_key"
+        "   AND a.outcome = 'completed') AS completed,"
+        "  (SELECT count(*) FROM attempts a WHERE a.worker_key = w.worker_key"
+        "   AND a.outcome = 'failed') AS failed FROM workers w) c"
+        " WHERE heartbeats <> beats OR tasks_completed <> completed OR tasks_failed <> failed",
+        action="check the workers' counters",
+    )
+    return [
+        f"worker {name!r}: counters say {hb} beats, {done} completed, {bad} failed;"
+        f" the rows hold {beats}, {n_done}, {n_bad}"
+        for name, hb, beats, done, n_done, bad, n_bad in rows
+    ]
+
+
 def _tier_problems(db: Store) -> list[str]:
     """Summary tiers that readers would misread: short of the horizon, or past their mark."""
     if db.schema_version < TIERS_VERSION:
@@ -458,7 +488,8 @@ def integrity_check(db: Store, *, invariants: bool = True) -> list[str]:
     has an open one; and the retention rules: each rolled-up minute holds beats of that
     minute only, and a store with rollups records a horizon that every rolled-up beat is
     before (otherwise readers would miss or double-count those beats); the summary tiers
-    reach the horizon, and hold nothing at or after their own mark.
+    reach the horizon, and hold nothing at or after their own mark; each worker's counters
+    (beats, completed and failed attempts) equal the rows they count.
 
     Parameters
     ----------
@@ -496,6 +527,7 @@ def integrity_check(db: Store, *, invariants: bool = True) -> list[str]:
                 problems.append(template.format(*row))
         problems.extend(_rollup_problems(db))
         problems.extend(_tier_problems(db))
+        problems.extend(_counter_problems(db))
     return problems
 
 
