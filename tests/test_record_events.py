@@ -513,3 +513,31 @@ def test_record_celery_command_refuses_bad_options(
     )
     assert (result.exit_code, result.output) == (2, message)
     assert not path.exists()  # refused before any store was created
+
+
+def test_recorder_keeps_the_summary_tiers_fresh(db: qa.Store) -> None:
+    from qanalytics.record.celery import CeleryRecorder
+
+    # Two hours of 2 s beats from one worker, with a silence of five minutes.
+    beats = [t for t in range(0, 7200, 2) if not 3000 <= t < 3300]
+    writer = apply(db, [online(0), *[beat(t) for t in beats]])
+    expected = qa.outages(db, now=T0 + 7200, min_gap=30)
+    clock_at = [T0 + 7200.0]
+    rec = CeleryRecorder("redis://localhost:6379/0", db, clock=lambda: clock_at[0],
+                         summarize_every=600, summarize_lag=1800)
+    assert rec._maybe_summarize(writer, 100.0)
+    mark = db.query("SELECT value FROM meta WHERE key = 'heartbeats_summarized_until'")
+    assert float(mark[0][0]) == T0 + 7200 - 1800
+    got = qa.outages(db, now=T0 + 7200, min_gap=30)  # the silence is read from the tiers
+    assert list(got["resolution"].astype(str)) == ["summary"]
+    pd.testing.assert_frame_equal(got.drop(columns="resolution"),
+                                  expected.drop(columns="resolution"))
+    clock_at[0] += 3600
+    assert not rec._maybe_summarize(writer, 650.0)  # not due yet
+    assert rec._maybe_summarize(writer, 701.0)
+    mark = db.query("SELECT value FROM meta WHERE key = 'heartbeats_summarized_until'")
+    assert float(mark[0][0]) == T0 + 7200 + 3600 - 1800
+    with pytest.raises(ValueError, match="summarize_every"):
+        CeleryRecorder("redis://localhost:6379/0", db, summarize_every=0)
+    never = CeleryRecorder("redis://localhost:6379/0", db, summarize_every=None)
+    assert not never._maybe_summarize(writer, 1e9)

@@ -905,9 +905,22 @@ def record_group() -> None:
     is_flag=True,
     help="Do not broadcast enable_events to the workers (they must run with -E).",
 )
+@click.option(
+    "--summarize-every",
+    type=DURATION,
+    default="10min",
+    show_default=True,
+    help="How often to fold beats and finishes older than an hour into the summary tiers"
+    " (0: never).",
+)
 @click.option("--quiet", is_flag=True, help="Only warnings and errors on stderr.")
 def record_celery_command(
-    broker: str, db_path: str | None, flush_interval: float, no_enable_events: bool, quiet: bool
+    broker: str,
+    db_path: str | None,
+    flush_interval: float,
+    no_enable_events: bool,
+    summarize_every: float,
+    quiet: bool,
 ) -> None:
     """Listen to a Celery fleet's events and record them into the store at --db.
 
@@ -924,7 +937,11 @@ def record_celery_command(
     )
     path = _require_path(db_path)
     recorder = CeleryRecorder(
-        broker, path, flush_interval=flush_interval, enable_events=not no_enable_events
+        broker,
+        path,
+        flush_interval=flush_interval,
+        enable_events=not no_enable_events,
+        summarize_every=summarize_every or None,
     )
     if not quiet:
         shown = redact(path) if is_postgres_url(path) else path

@@ -31,6 +31,8 @@ from typing import Any
 from ..errors import QAnalyticsError
 from ..store import Store, connect
 from ..store.postgres import redact
+from ..store.schema import TIERS_VERSION
+from ..upkeep.tiers import summarize
 from ..write.events import ApplyResult, EventWriter, RecordedEvent
 
 __all__ = ["CeleryRecorder", "from_celery", "record", "redact_url"]
@@ -234,6 +236,13 @@ class CeleryRecorder:
     clock : callable, optional
         The recorder's clock (epoch seconds) for its coverage periods; events keep their
         own timestamps. Defaults to :func:`time.time`.
+    summarize_every : float or None, default 600
+        Seconds between runs of :func:`qanalytics.maintenance.summarize` on the store
+        (the first soon after start), so long reads of a recorded fleet stay fast; None
+        never runs it.
+    summarize_lag : float, default 3600
+        Its `lag`: beats and finishes younger than this stay out of the tiers, so late
+        events are still seen by every read.
 
     Examples
     --------
@@ -252,6 +261,8 @@ class CeleryRecorder:
         enable_events: bool = True,
         enable_events_every: float = 30.0,
         clock: Callable[[], float] | None = None,
+        summarize_every: float | None = 600.0,
+        summarize_lag: float = 3600.0,
     ) -> None:
         if broker is None and app is None:
             raise ValueError("give a broker URL or a Celery app")
@@ -267,6 +278,15 @@ class CeleryRecorder:
         ):
             if _number(value) is None or value <= 0:
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        if summarize_every is not None and (
+            _number(summarize_every) is None or summarize_every <= 0
+        ):
+            raise ValueError(
+                f"summarize_every must be a positive number of seconds or None,"
+                f" got {summarize_every!r}"
+            )
+        if _number(summarize_lag) is None or summarize_lag < 0:
+            raise ValueError(f"summarize_lag must be seconds, not {summarize_lag!r}")
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise ValueError(f"max_batch must be a positive int, got {max_batch!r}")
         self.broker = broker
@@ -277,6 +297,9 @@ class CeleryRecorder:
         self.enable_events = bool(enable_events)
         self.enable_events_every = float(enable_events_every)
         self.clock: Callable[[], float] = clock or time.time
+        self.summarize_every = None if summarize_every is None else float(summarize_every)
+        self.summarize_lag = float(summarize_lag)
+        self._next_summary = 0.0  # time.monotonic() of the next summarize
         self._stop = threading.Event()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._receiver: Any = None
@@ -409,6 +432,7 @@ class CeleryRecorder:
                 else:
                     pending.append(item)
             pending = self._flush(writer, pending)
+            self._maybe_summarize(writer, time.monotonic())
             if self.enable_events and writer.listening and time.monotonic() >= next_enable:
                 next_enable = time.monotonic() + self.enable_events_every
                 self._broadcast_enable(app)
@@ -444,6 +468,22 @@ class CeleryRecorder:
             return pending
         self.totals.add(result)
         return []
+
+    def _maybe_summarize(self, writer: EventWriter, at: float) -> bool:
+        """Run summarize when it is due (`at`: time.monotonic()); whether it ran."""
+        db = writer.db
+        if self.summarize_every is None or at < self._next_summary:
+            return False
+        self._next_summary = at + self.summarize_every
+        if db.schema_version < TIERS_VERSION:
+            return False
+        try:
+            summarize(db, lag=self.summarize_lag, now=self.clock())
+        except QAnalyticsError as exc:
+            # Events keep being written; the next run catches up.
+            self.errors += 1
+            log.warning("summarizing the store failed, will retry: %s", exc)
+        return True
 
     def _mark(self, writer: EventWriter, marker: _Marker) -> None:
         if marker.listening:
