@@ -383,7 +383,19 @@ def _read_beats(
     return frame
 
 
-def _removals(db: Store, now: float) -> dict[int, np.ndarray]:
+@share_docs
+def removal_times(db: Store, now: float) -> dict[int, np.ndarray]:
+    """Each worker's removals at or before `now` (epoch seconds, sorted), by worker key.
+
+    Parameters
+    ----------
+    {db}
+    now : float
+
+    Returns
+    -------
+    dict of int to numpy.ndarray
+    """
     rows = db.query(
         "SELECT worker_key, at FROM worker_events WHERE event = 'removed' AND at <= ?"
         " ORDER BY worker_key, at",
@@ -442,8 +454,9 @@ def _summary_points(
         "SELECT d.worker_key, d.first_at, d.last_at, IFNULL(d.last_task_id, -1),"
         " IFNULL(d.median_gap_s, -1) FROM heartbeat_days d"
     )
+    # Each worker's last day before a given day.
     latest = (
-        " WHERE d.day = (SELECT max(d2.day) FROM heartbeat_days d2"
+        "d.day = (SELECT max(d2.day) FROM heartbeat_days d2"
         " WHERE d2.worker_key = d.worker_key AND d2.day < ?)"
     )
     key_clause: list[str] = []
@@ -451,17 +464,19 @@ def _summary_points(
     if keys is not None:
         clause, key_params = in_list_sql("d.worker_key", keys)
         key_clause = [clause]
+
+    def days(where: list[str], params: list[Any]) -> dict[str, np.ndarray]:
+        return db.read_columns(
+            select + " WHERE " + " AND ".join(where + key_clause),
+            params + key_params,
+            columns=day_cols,
+            action="read the summary tiers",
+        )
+
     parts: list[dict[str, np.ndarray]] = []
     silences: dict[str, np.ndarray] | None = None
     if since is not None and since > mark:
-        parts.append(
-            db.read_columns(
-                select + latest + "".join(" AND " + c for c in key_clause),
-                [int(mark // _DAY_S) + 1, *key_params],
-                columns=day_cols,
-                action="read the summary tiers",
-            )
-        )
+        parts.append(days([latest], [int(mark // _DAY_S) + 1]))
     else:
         where = ["d.first_at <= ?"]
         params: list[Any] = [now]
@@ -470,22 +485,8 @@ def _summary_points(
             day0 = int(since // _DAY_S) - CONTEXT_DAYS
             where.append("d.day >= ?")
             params.append(day0)
-            parts.append(
-                db.read_columns(
-                    select + latest + "".join(" AND " + c for c in key_clause),
-                    [day0, *key_params],
-                    columns=day_cols,
-                    action="read the summary tiers",
-                )
-            )
-        parts.append(
-            db.read_columns(
-                select + " WHERE " + " AND ".join(where + key_clause),
-                params + key_params,
-                columns=day_cols,
-                action="read the summary tiers",
-            )
-        )
+            parts.append(days([latest], [day0]))
+        parts.append(days(where, params))
         s_where = ["s.start_at <= ?"]
         s_params: list[Any] = [now]
         if day0 is not None:
@@ -592,7 +593,7 @@ def _model(
     life = np.zeros(n, dtype="int64")
     removal = np.full(n, np.nan)
     if removals is None:
-        removals = _removals(db, now)
+        removals = removal_times(db, now)
     for wk, times in removals.items():
         lo = int(np.searchsorted(key, wk, side="left"))
         hi = int(np.searchsorted(key, wk, side="right"))
@@ -778,7 +779,7 @@ def _map_liveness(
     fixed = None
     if min_gap is not None:
         fixed = parse_duration(min_gap, name="min_gap", allow_zero=False)
-    removals = _removals(db, now)
+    removals = removal_times(db, now)
 
     def read() -> tuple[list[_T], float | None]:
         out: list[_T] = []
@@ -1412,7 +1413,7 @@ def uptime(
     window_lo = float(first_beat.min()) if lo is None else lo
     # Each worker's span of rows: from its first beat (or the window start) to the window
     # end, or to its last removal when it is removed as of now.
-    last_removal = {k: float(v[-1]) for k, v in _removals(db, at).items()}
+    last_removal = {k: float(v[-1]) for k, v in removal_times(db, at).items()}
     revived = pd.concat([p[4] for p in parts]).sort_index()
     workers_k = first_beat.index.to_numpy(dtype="int64")
     span_lo = np.maximum(first_beat.to_numpy(dtype="float64"), window_lo)

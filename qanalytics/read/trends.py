@@ -285,8 +285,21 @@ def _finished_counts(
 _COUNT_QUERIES_PER_PAIR = 2048
 
 
-def _finished_pairs(db: Store, outcomes: tuple[str, ...]) -> list[tuple[str, str]]:
-    """The (status, type) pairs of the tasks with these statuses (one seek per pair)."""
+def finished_pairs(db: Store, outcomes: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The (status, type) pairs of the finished tasks with these statuses.
+
+    A loose scan of ``tasks_finished``: one index seek per pair.
+
+    Parameters
+    ----------
+    db : Store
+    outcomes : tuple of str
+        Final statuses.
+
+    Returns
+    -------
+    list of (status, type)
+    """
     pairs: list[tuple[str, str]] = []
     for status in outcomes:
         rows = db.query(
@@ -316,7 +329,7 @@ def _pair_counts(
     is a seek and a count, and where there are too many buckets for that, the pair's
     finish times alone are read (in batches) and bucketed here.
     """
-    pairs = _finished_pairs(db, outcomes)
+    pairs = finished_pairs(db, outcomes)
     types = sorted({t for _s, t in pairs})
     type_code = {t: i for i, t in enumerate(types)}
     out_b: list[np.ndarray] = []

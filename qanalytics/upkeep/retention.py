@@ -18,7 +18,6 @@ from typing import Any
 from .._time import parse_duration
 from ..errors import UnsupportedError
 from ..read.rollups import (
-    META_HEARTBEAT_BATCHES,
     META_HEARTBEATS_PRUNED_BEFORE,
     META_TASKS_PRUNED_BEFORE,
     has_table,
@@ -26,6 +25,7 @@ from ..read.rollups import (
 )
 from ..store import Store
 from ..store.schema import TIERS_VERSION
+from .marks import advance_mark, count_heartbeat_batch
 from .task_tiers import summarize_tasks
 from .tiers import summarize_heartbeats
 
@@ -153,13 +153,10 @@ def _rollup_batch(db: Store, cutoff: float, batch: int) -> tuple[int, int, float
             deleted = conn.execute("DELETE FROM heartbeats WHERE at < ?", (boundary,)).rowcount
             if deleted != len(rows):  # pragma: no cover - the transaction holds the write lock
                 raise RuntimeError(f"rolled up {len(rows)} heartbeats but deleted {deleted}")
-            # Readers compare this counter before and after a read (see stable_read).
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES (?, 1)"
-                " ON CONFLICT (key) DO UPDATE SET value = meta.value + 1",
-                (META_HEARTBEAT_BATCHES,),
-            )
-        _set_horizon(conn, META_HEARTBEATS_PRUNED_BEFORE, boundary)
+            count_heartbeat_batch(conn)
+        # The horizon only moves forward: a later prune with a longer `keep` cannot bring
+        # back beats that are already minutes.
+        advance_mark(conn, META_HEARTBEATS_PRUNED_BEFORE, boundary)
         return len(rows), len(buckets), boundary
 
 
@@ -191,16 +188,6 @@ def _prune_tasks_batch(db: Store, cutoff: float, batch: int) -> tuple[int, int]:
         attempts = conn.execute(f"DELETE FROM attempts WHERE task_id IN ({marks})", ids).rowcount
         tasks = conn.execute(f"DELETE FROM tasks WHERE id IN ({marks})", ids).rowcount
         return tasks, attempts
-
-
-def _set_horizon(conn: Any, key: str, value: float) -> None:
-    # The horizon only moves forward: a later prune with a longer `keep` cannot bring
-    # back beats that are already minutes. Runs inside the caller's transaction.
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES (?, ?)"
-        " ON CONFLICT (key) DO UPDATE SET value = max(meta.value, excluded.value)",
-        (key, value),
-    )
 
 
 def prune(
@@ -330,7 +317,7 @@ def prune(
             tasks_deleted += n_tasks
             attempts_deleted += n_attempts
         with db.transaction(f"record {META_TASKS_PRUNED_BEFORE}") as conn:
-            _set_horizon(conn, META_TASKS_PRUNED_BEFORE, finished_cutoff)
+            advance_mark(conn, META_TASKS_PRUNED_BEFORE, finished_cutoff)
         transactions += 1
     return PruneResult(
         cutoff=cutoff,

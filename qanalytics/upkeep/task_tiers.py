@@ -13,14 +13,24 @@ true (:mod:`qanalytics.write.task_hours`). Deleting old finished tasks
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from .._time import resolve_time
 from ..errors import UnsupportedError
 from ..read.rollups import has_table
+from ..read.trends import finished_pairs
 from ..store import Store
-from ..write.task_hours import HOUR_S, META_TASKS_SUMMARIZED_UNTIL, hour_of
+from ..write.task_hours import (
+    HOUR_S,
+    META_TASKS_SUMMARIZED_UNTIL,
+    TierChanges,
+    apply_changes,
+    hour_of,
+    summarized_until,
+)
+from .marks import advance_mark
 
 __all__ = ["TaskSummary", "summarize_tasks"]
 
@@ -68,40 +78,6 @@ class TaskSummary:
         return asdict(self)
 
 
-def _read_watermark(db: Store, conn: Any, *, lock: bool) -> float | None:
-    # On PostgreSQL the row is held for update: writers read it FOR SHARE, so one that
-    # dates a finish into the hours being folded either committed before (its row is
-    # counted here) or waits and then sees the new watermark (and adjusts the tier).
-    suffix = " FOR UPDATE" if lock and db.dialect == "postgresql" else ""
-    row = conn.execute(
-        "SELECT value FROM meta WHERE key = ?" + suffix, (META_TASKS_SUMMARIZED_UNTIL,)
-    ).fetchone()
-    return None if row is None or row[0] is None else float(row[0])
-
-
-def _set_watermark(conn: Any, value: float) -> None:
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES (?, ?)"
-        " ON CONFLICT (key) DO UPDATE SET value = max(meta.value, excluded.value)",
-        (META_TASKS_SUMMARIZED_UNTIL, value),
-    )
-
-
-def _finished_pairs(conn: Any) -> list[tuple[str, str]]:
-    """The (status, type) pairs of finished tasks (a loose scan of ``tasks_finished``)."""
-    pairs: list[tuple[str, str]] = []
-    for status in _FINISHED:
-        rows = conn.execute(
-            "WITH RECURSIVE d(t) AS (SELECT min(type) FROM tasks WHERE status = ?1"
-            " AND finished_at IS NOT NULL UNION ALL SELECT (SELECT min(type) FROM tasks"
-            " WHERE status = ?1 AND finished_at IS NOT NULL AND type > d.t) FROM d"
-            " WHERE d.t IS NOT NULL) SELECT t FROM d WHERE t IS NOT NULL",
-            (status,),
-        ).fetchall()
-        pairs.extend((status, str(row[0])) for row in rows)
-    return pairs
-
-
 def _next_finish(conn: Any, pairs: list[tuple[str, str]], start: float) -> float | None:
     """The earliest task or attempt finish at or after `start` (index seeks)."""
     found = [
@@ -142,20 +118,12 @@ def _fold_hour(conn: Any, pairs: list[tuple[str, str]], hour: int) -> tuple[int,
     ).fetchall()
     # The hour lies at or after the watermark, so it holds no row yet; adding (rather
     # than replacing) keeps a row that a writer dated there all the same.
-    if tasks:
-        conn.executemany(
-            "INSERT INTO task_hours (hour, type, status, tasks) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (hour, type, status) DO UPDATE"
-            " SET tasks = task_hours.tasks + excluded.tasks",
-            [(hour, type_, status, int(n)) for type_, status, n in tasks],
-        )
-    if attempts:
-        conn.executemany(
-            "INSERT INTO attempt_hours (hour, type, outcome, attempts) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (hour, type, outcome) DO UPDATE"
-            " SET attempts = attempt_hours.attempts + excluded.attempts",
-            [(hour, type_, outcome, int(n)) for type_, outcome, n in attempts],
-        )
+    changes: TierChanges = Counter()
+    for type_, status, n in tasks:
+        changes[("task", hour, type_, status)] += int(n)
+    for type_, outcome, n in attempts:
+        changes[("attempt", hour, str(type_), str(outcome))] += int(n)
+    apply_changes(conn, changes)
     return sum(int(r[2]) for r in tasks), sum(int(r[2]) for r in attempts)
 
 
@@ -227,11 +195,11 @@ def summarize_tasks(db: Store, *, until: Any, progress: bool = False) -> TaskSum
     # The first watermark is set in a transaction of its own, at the earliest finish's
     # hour (nothing counted yet), so from then on every writer sees one.
     with db.transaction("start the task tiers") as conn:
-        previous = _read_watermark(db, conn, lock=True)
+        previous = summarized_until(db, conn, for_update=True)
         if previous is None:
-            first = _next_finish(conn, _finished_pairs(conn), -math.inf)
+            first = _next_finish(conn, finished_pairs(db, _FINISHED), -math.inf)
             start = end if first is None else min(end, float(hour_of(first) * HOUR_S))
-            _set_watermark(conn, start)
+            advance_mark(conn, META_TASKS_SUMMARIZED_UNTIL, start)
     if previous is None and start >= end:
         return TaskSummary(summarized_until=end, previous=None, transactions=1)
     if previous is not None and previous >= end:
@@ -249,10 +217,10 @@ def summarize_tasks(db: Store, *, until: Any, progress: bool = False) -> TaskSum
     try:
         while reached < end:
             with db.transaction("summarize task hours") as conn:
-                mark = _read_watermark(db, conn, lock=True)
+                mark = summarized_until(db, conn, for_update=True)
                 hour = hour_of(mark if mark is not None else reached)
                 rows = folded = 0
-                pairs = _finished_pairs(conn)
+                pairs = finished_pairs(db, _FINISHED)
                 while hour < end_hour and rows < ROWS_PER_TRANSACTION:
                     nxt = _next_finish(conn, pairs, float(hour * HOUR_S))
                     if nxt is None or hour_of(nxt) >= end_hour:
@@ -269,7 +237,7 @@ def summarize_tasks(db: Store, *, until: Any, progress: bool = False) -> TaskSum
                     if folded >= HOURS_PER_TRANSACTION:
                         break
                 new = float(hour * HOUR_S)
-                _set_watermark(conn, new)
+                advance_mark(conn, META_TASKS_SUMMARIZED_UNTIL, new)
             transactions += 1
             if bar is not None:
                 bar.update(hour_of(new) - hour_of(reached))

@@ -31,14 +31,15 @@ import pandas as pd
 
 from .._time import parse_duration
 from ..errors import UnsupportedError
+from ..read.liveness import removal_times
 from ..read.rollups import (
-    META_HEARTBEAT_BATCHES,
     META_HEARTBEATS_SUMMARIZED_UNTIL,
     history_horizon,
     meta_get,
 )
 from ..store import Store
 from ..store.schema import TIERS_VERSION
+from .marks import advance_mark, count_heartbeat_batch
 from .task_tiers import summarize_tasks
 
 __all__ = ["SILENCE_CAP_S", "SummaryResult", "summarize", "summarize_heartbeats"]
@@ -174,18 +175,11 @@ def _previous(conn: Any, keys: np.ndarray) -> dict[int, tuple[float, int, float]
     return out
 
 
-def _removals(conn: Any, keys: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
-    rows = conn.execute(
-        "SELECT worker_key, at FROM worker_events WHERE event = 'removed' AND at < ?"
-        " ORDER BY worker_key, at",
-        (hi,),
-    ).fetchall()
-    arr = np.array(rows, dtype="float64").reshape(-1, 2)
-    return arr[:, 0].astype("int64"), arr[:, 1]
+def _fold(conn: Any, p: _Points, removals: dict[int, np.ndarray]) -> tuple[int, int]:
+    """Write one batch's day rows and silences; returns (beats, silences).
 
-
-def _fold(conn: Any, p: _Points, hi: float) -> tuple[int, int]:
-    """Write one batch's day rows and silences; returns (beats, silences)."""
+    `removals`: each worker's removal times (:func:`removal_times`).
+    """
     n = len(p.key)
     if n == 0:
         return 0, 0
@@ -193,9 +187,10 @@ def _fold(conn: Any, p: _Points, hi: float) -> tuple[int, int]:
     first[1:] = p.key[1:] != p.key[:-1]
     prev = _previous(conn, p.key[first])
     starts = np.flatnonzero(first)
-    prev_at = np.array([prev.get(int(k), (np.nan, -1, np.nan))[0] for k in p.key[starts]])
-    prev_task = np.array([prev.get(int(k), (np.nan, -1, np.nan))[1] for k in p.key[starts]])
-    prev_med = np.array([prev.get(int(k), (np.nan, -1, np.nan))[2] for k in p.key[starts]])
+    none = (np.nan, -1, np.nan)
+    prev_at, prev_task, prev_med = (
+        np.array(col) for col in zip(*(prev.get(int(k), none) for k in p.key[starts]), strict=True)
+    )
     before_at = np.empty(n)
     before_at[1:] = p.at[:-1]
     before_at[starts] = prev_at
@@ -223,15 +218,13 @@ def _fold(conn: Any, p: _Points, hi: float) -> tuple[int, int]:
     )
     silent = p.visible & ~np.isnan(gap) & (gap > floor)
     # A gap across a removal ends a life: always kept, so both lives' ends are known.
-    r_key, r_at = _removals(conn, p.key, 0.0, hi)
-    if len(r_key):
+    if removals:
         crossing = np.zeros(n, dtype=bool)
-        for wk in np.unique(r_key).tolist():
+        for wk, times in removals.items():
             lo_i = int(np.searchsorted(p.key, wk, side="left"))
             hi_i = int(np.searchsorted(p.key, wk, side="right"))
             if lo_i == hi_i:
                 continue
-            times = r_at[r_key == wk]
             # A beat at or before a removal belongs to the life that removal ends.
             life_now = np.searchsorted(times, p.at[lo_i:hi_i], side="left")
             life_before = np.searchsorted(times, before_at[lo_i:hi_i], side="left")
@@ -302,20 +295,6 @@ def _fold(conn: Any, p: _Points, hi: float) -> tuple[int, int]:
             silences,
         )
     return int(p.weight.sum()), len(silences)
-
-
-def _advance(conn: Any, until: float) -> None:
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES (?, ?)"
-        " ON CONFLICT (key) DO UPDATE SET value = max(meta.value, excluded.value)",
-        (META_HEARTBEATS_SUMMARIZED_UNTIL, until),
-    )
-    # Readers compare this counter before and after a read (see stable_read).
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES (?, 1)"
-        " ON CONFLICT (key) DO UPDATE SET value = meta.value + 1",
-        (META_HEARTBEAT_BATCHES,),
-    )
 
 
 def _start(db: Store) -> tuple[float | None, float | None]:
@@ -407,8 +386,9 @@ def summarize_heartbeats(
                     points = _minute_points(conn, mark, stop)
                 else:
                     points = _raw_points(conn, mark, stop)
-                n, s = _fold(conn, points, stop)
-                _advance(conn, stop)
+                n, s = _fold(conn, points, removal_times(db, stop))
+                advance_mark(conn, META_HEARTBEATS_SUMMARIZED_UNTIL, stop)
+                count_heartbeat_batch(conn)
             # The next batch's span follows this one's size (one hour at most).
             if len(points.key) > BATCH_BEATS:
                 span = max(_MIN_SPAN, span / 2)

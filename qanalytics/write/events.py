@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..store import Store
-from .task_hours import TierChanges, apply_changes, contributions, summarized_until
+from .task_hours import apply_changes, contributions, summarized_until
 from .workers import check_worker_id, encode_json
 
 __all__ = [
@@ -393,7 +393,7 @@ class EventWriter:
         # A late event can finish, reopen, rename or move a finish dated before the
         # hourly tiers' watermark: the tiers follow the difference it made to the task.
         until = self._until
-        tier_before = None if until is None else _tier_counts(conn, event.task, until)
+        tier_before = None if until is None else contributions(conn, event.task, until)
         if kind in ("task-sent", "task-received"):
             outcome = self._queued(conn, event)  # touches no attempt, so no counter
         else:
@@ -407,10 +407,12 @@ class EventWriter:
                     conn.execute(_COUNT_FINISH[result], (n, key))
                 for (key, result), n in (before - after).items():
                     conn.execute(_COUNT_FINISH[result], (-n, key))
-        if until is not None and tier_before is not None:
+        # An event dates the finishes it makes at or after its own time: one at or after
+        # the watermark can only take back counts the task already had.
+        if until is not None and tier_before is not None and (tier_before or event.at < until):
             # Also after a "duplicate": a late rejection can close an attempt of a task
             # whose state is newer, which changes the attempt tier and nothing else.
-            changes = _tier_counts(conn, event.task, until)
+            changes = contributions(conn, event.task, until)
             changes.subtract(tier_before)
             apply_changes(conn, changes)
         return outcome
@@ -805,12 +807,6 @@ class EventWriter:
                 (event.at, task.id),
             )
         return "applied"
-
-
-def _tier_counts(conn: Any, external_id: str, until: float) -> TierChanges:
-    """What a recorded task counts in the hourly tiers now (nothing if not yet recorded)."""
-    row = conn.execute("SELECT id FROM tasks WHERE external_id = ?", (external_id,)).fetchone()
-    return contributions(conn, int(row[0]), until) if row is not None else TierChanges()
 
 
 def _attempts_of(conn: Any, task_id: int) -> list[tuple[Any, ...]]:

@@ -66,36 +66,43 @@ def hour_of(at: float) -> int:
     return int(h)
 
 
-def summarized_until(db: Store, conn: Any) -> float | None:
+def summarized_until(db: Store, conn: Any, *, for_update: bool = False) -> float | None:
     """The watermark, read inside the caller's write transaction (None: no summary yet).
 
-    On PostgreSQL the row is share-locked, so a summary that is moving the watermark
-    (it holds the row for update) finishes first and this write sees where it ended.
+    On PostgreSQL the row is locked: a write reads it share-locked and the summary that
+    moves it (`for_update`) holds it exclusively, so a write that dates a finish into the
+    hours being folded either committed before (its row is counted) or waits and then
+    sees where the summary ended (and adjusts the tiers).
 
     Parameters
     ----------
     db : Store
     conn : Connection
         The connection of the open transaction.
+    for_update : bool, default False
+        Lock for the summary that moves the watermark.
 
     Returns
     -------
     float or None
     """
-    lock = " FOR SHARE" if db.dialect == "postgresql" else ""
+    lock = ""
+    if db.dialect == "postgresql":
+        lock = " FOR UPDATE" if for_update else " FOR SHARE"
     row = conn.execute(
         "SELECT value FROM meta WHERE key = ?" + lock, (META_TASKS_SUMMARIZED_UNTIL,)
     ).fetchone()
     return None if row is None or row[0] is None else float(row[0])
 
 
-def contributions(conn: Any, task_id: int, until: float) -> TierChanges:
-    """What one task and its attempts count in the tiers (their finishes before `until`).
+def contributions(conn: Any, external_id: str, until: float) -> TierChanges:
+    """What one recorded task and its attempts count in the tiers (finishes before `until`).
 
     Parameters
     ----------
     conn : Connection
-    task_id : int
+    external_id : str
+        The task's id in the queue it was recorded from (nothing if not recorded yet).
     until : float
         The watermark.
 
@@ -104,12 +111,12 @@ def contributions(conn: Any, task_id: int, until: float) -> TierChanges:
     TierChanges
     """
     rows = conn.execute(
-        "SELECT 'task', finished_at, type, status FROM tasks"
-        " WHERE id = ?1 AND finished_at < ?2 AND status IN ('completed', 'failed', 'cancelled')"
+        "SELECT 'task', finished_at, type, status FROM tasks WHERE external_id = ?1"
+        " AND finished_at < ?2 AND status IN ('completed', 'failed', 'cancelled')"
         " UNION ALL SELECT 'attempt', a.finished_at, t.type, a.outcome"
-        " FROM attempts a JOIN tasks t ON t.id = a.task_id"
-        " WHERE a.task_id = ?1 AND a.finished_at < ?2 AND a.outcome IS NOT NULL",
-        (task_id, until),
+        " FROM tasks t JOIN attempts a ON a.task_id = t.id"
+        " WHERE t.external_id = ?1 AND a.finished_at < ?2 AND a.outcome IS NOT NULL",
+        (external_id, until),
     ).fetchall()
     return Counter(
         (str(tier), hour_of(at), str(type_), str(what)) for tier, at, type_, what in rows
