@@ -1,4 +1,6 @@
-"""The package's layers: data flows one way, store -> write -> read -> plot/capacity -> report/cli.
+"""The package's layers: data flows one way, store -> history -> write | read -> plot/capacity ->
+report/cli. Write and read share a rank: both sit on the history layer and neither imports
+the other.
 
 Every module is parsed (not imported) and its imports of qanalytics modules checked:
 a module may import from a lower layer or from its own package, never from a higher
@@ -26,7 +28,8 @@ LAYERS = {
     "_docstrings": 1,
     "state": 2,
     "store": 3,
-    "write": 4,
+    "history": 4,  # the model, marks and liveness rule both sides share
+    "write": 5,
     "read": 5,
     "upkeep": 6,
     "capacity": 6,
@@ -195,3 +198,34 @@ def test_the_check_sees_deferred_imports(tmp_path: Path) -> None:
     assert [flag for _node, flag in found] == [False, True]
     targets = [t for node, _ in found for t in _targets("qanalytics.read.frames", scratch, node)]
     assert targets == ["qanalytics.cli", "qanalytics.write.tasks"]
+
+
+def test_read_and_write_share_only_history() -> None:
+    """The read side takes its vocabulary from history, never from the write side."""
+    for module, path in MODULES.items():
+        if _part(module) not in ("read", "write"):
+            continue
+        other = "write" if _part(module) == "read" else "read"
+        for node, _ in _imports(module, path):
+            for target in _targets(module, path, node):
+                assert _part(target) != other, f"{path.name}:{node.lineno} imports {target}"
+
+
+def test_history_holds_the_model() -> None:
+    """The shared vocabulary lives in history: one definition of each name."""
+    defined: dict[str, list[str]] = {}
+    for module, path in MODULES.items():
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            names = []
+            if isinstance(node, ast.FunctionDef | ast.ClassDef):
+                names = [node.name]
+            elif isinstance(node, ast.Assign):
+                names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            for name in names:
+                defined.setdefault(name, []).append(module)
+    for name in ("Worker", "check_worker_id", "TaskStatus", "Outcome", "WorkerState",
+                 "meta_get", "hour_of", "META_HEARTBEATS_SUMMARIZED_UNTIL",
+                 "expected_intervals"):
+        assert len(defined.get(name, [])) == 1, (name, defined.get(name))
+        assert _part(defined[name][0]) == "history", (name, defined[name])

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 
 from .._docstrings import share_docs
+from ..history.model import check_worker_id, decode_json
 from ..state import ACTIVE_WITHIN_S, STALE_AFTER_S, check_thresholds, classify_ages
 from ..store import Store
 from ..store.schema import COUNTERS_VERSION, TASK_STATUSES
-from ..write.workers import check_worker_id, decode_json
 from . import classic
 from .common import (
     OUTCOME_DTYPE,

@@ -56,9 +56,12 @@ import pandas as pd
 
 from .._docstrings import share_docs
 from .._time import parse_duration, parse_freq
+from ..history.intervals import OUTAGE_FACTOR, Intervals, expected_intervals, removal_times
+from ..history.marks import history_horizon
+from ..history.marks import summary_mark as _summary_mark
+from ..history.model import check_worker_id
 from ..store import Store
-from ..store.schema import COUNTERS_VERSION, TIERS_VERSION
-from ..write.workers import check_worker_id
+from ..store.schema import COUNTERS_VERSION, INTERVALS_VERSION, TIERS_VERSION
 from .common import (
     MAX_BUCKETS,
     UTC_DTYPE,
@@ -69,32 +72,20 @@ from .common import (
     window_where,
 )
 from .coverage import overlap_s, unobserved_intervals
-from .rollups import (
-    META_HEARTBEATS_SUMMARIZED_UNTIL,
-    history_horizon,
-    meta_get,
-    rollup_columns,
-    stable_read,
-)
+from .rollups import rollup_columns, stable_read
 
 __all__ = [
     "CONTEXT_BEATS",
     "OUTAGE_FACTOR",
-    "UNMEASURED_THRESHOLD_S",
     "alive_intervals",
     "heartbeat_gaps",
     "outages",
     "uptime",
 ]
 
-#: A gap longer than this many times the worker's median heartbeat interval is an outage.
-OUTAGE_FACTOR = 3.0
 #: A windowed read also takes up to this many beats per worker from before the window:
 #: they carry a silence that started earlier into the window and give the usual interval.
 CONTEXT_BEATS = 100
-#: The outage threshold (seconds) when no interval can be measured at all (no gaps in the
-#: history read and no ``min_gap``): the default ``stale_after`` of :func:`workers`.
-UNMEASURED_THRESHOLD_S = 300.0
 #: outages(), uptime() and alive_intervals() read the history in groups of workers that
 #: hold about this many beats together (by the workers' beat counters), so their memory
 #: is bounded by a group and the result, not by the history.
@@ -146,12 +137,7 @@ def summary_mark(db: Store, now: float) -> float | None:
     -------
     float or None
     """
-    if db.schema_version < TIERS_VERSION:
-        return None
-    value = meta_get(db, META_HEARTBEATS_SUMMARIZED_UNTIL)
-    if value is None or now < float(value):
-        return None
-    return float(value)
+    return _summary_mark(db, now)
 
 
 def uses_rollups(horizon_at: float | None, since: float | None) -> bool:
@@ -383,31 +369,6 @@ def _read_beats(
     return frame
 
 
-@share_docs
-def removal_times(db: Store, now: float) -> dict[int, np.ndarray]:
-    """Each worker's removals at or before `now` (epoch seconds, sorted), by worker key.
-
-    Parameters
-    ----------
-    {db}
-    now : float
-
-    Returns
-    -------
-    dict of int to numpy.ndarray
-    """
-    rows = db.query(
-        "SELECT worker_key, at FROM worker_events WHERE event = 'removed' AND at <= ?"
-        " ORDER BY worker_key, at",
-        (now,),
-        action="read worker removals",
-    )
-    out: dict[int, list[float]] = {}
-    for key, at in rows:
-        out.setdefault(int(key), []).append(float(at))
-    return {k: np.asarray(v, dtype="float64") for k, v in out.items()}
-
-
 def _rollup_points(
     db: Store, since: float | None, now: float, keys: list[int] | None
 ) -> tuple[np.ndarray, ...]:
@@ -620,57 +581,6 @@ def _model(
     )
 
 
-def _median_by_key(values: np.ndarray, keys: np.ndarray, mask: np.ndarray) -> pd.Series:
-    return pd.Series(values[mask]).groupby(keys[mask]).median()
-
-
-def _thresholds(beats: _Beats, min_gap: Any) -> np.ndarray:
-    """The outage threshold in force for each beat.
-
-    Medians come from raw gaps only: gaps next to rolled-up minutes are a sample biased
-    towards long silences (a long gap is likelier to cross a minute boundary). A worker
-    with no raw gaps falls back to the mean interval inside its rolled-up minutes, then
-    to the fleet's raw median, then to the fleet's minute mean.
-    """
-    n = len(beats.key)
-    if min_gap is not None:
-        return np.full(n, parse_duration(min_gap, name="min_gap", allow_zero=False))
-    per_beat, positive, estimated = _own_intervals(beats)
-    if not positive.any() and not estimated.any():
-        # Nothing to measure an interval from: a worker is not alive for ever after one beat.
-        return np.full(n, UNMEASURED_THRESHOLD_S)
-    fleet = _fleet_interval(beats.gap[positive], beats.mean_gap[estimated])
-    per_beat = np.where(np.isnan(per_beat), fleet, per_beat)
-    return OUTAGE_FACTOR * per_beat
-
-
-def _own_intervals(beats: _Beats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per beat, its worker's own usual interval (NaN when it has none), and the masks of
-    the raw gaps and the minute means it is measured from (see :func:`_thresholds`)."""
-    n = len(beats.key)
-    positive = beats.gap > 0
-    if beats.minute.any():
-        prev_minute = np.zeros(n, dtype=bool)
-        prev_minute[1:] = beats.minute[:-1]
-        positive &= ~beats.minute & ~prev_minute
-    estimated = beats.mean_gap > 0
-    medians = _median_by_key(beats.gap, beats.key, positive)
-    per_beat = medians.reindex(beats.key).to_numpy(dtype="float64")
-    if estimated.any():
-        fallback = _median_by_key(beats.mean_gap, beats.key, estimated)
-        per_beat = np.where(
-            np.isnan(per_beat), fallback.reindex(beats.key).to_numpy(dtype="float64"), per_beat
-        )
-    return per_beat, positive, estimated
-
-
-def _fleet_interval(raw_gaps: np.ndarray, minute_means: np.ndarray) -> float:
-    # The fleet's usual interval, for workers without their own: raw gaps first.
-    if len(raw_gaps):
-        return float(np.median(raw_gaps))
-    return float(np.median(minute_means))
-
-
 @dataclass
 class _Liveness:
     beats: _Beats
@@ -683,9 +593,11 @@ class _Liveness:
     blind_tail: np.ndarray
 
 
-def _liveness(db: Store, since: float | None, now: float, min_gap: Any) -> _Liveness:
-    beats = _model(db, since, now, None)
-    return _live_from(db, beats, _thresholds(beats, min_gap), now)
+def _thresholds(beats: _Beats, rule: _Rule) -> np.ndarray:
+    """The outage threshold of each beat's worker: `min_gap`, or the model's."""
+    if rule.fixed is not None:
+        return np.full(len(beats.key), rule.fixed)
+    return rule.intervals.late_after(beats.key)
 
 
 def _live_from(db: Store, beats: _Beats, thr: np.ndarray, now: float) -> _Liveness:
@@ -700,15 +612,6 @@ def _live_from(db: Store, beats: _Beats, thr: np.ndarray, now: float) -> _Livene
     )
     return _Liveness(
         beats, thr, outage_before, tail_end, tail_outage, blind_before, blind_tail
-    )
-
-
-def _subset(beats: _Beats, mask: np.ndarray) -> _Beats:
-    # Whole workers only: their lives' flags and gaps stay as they are.
-    return _Beats(
-        beats.key[mask], beats.at[mask], beats.task[mask], beats.seg_start[mask],
-        beats.seg_end[mask], beats.gap[mask], beats.removal[mask], beats.minute[mask],
-        beats.inner[mask], beats.mean_gap[mask], beats.horizon, beats.summary[mask],
     )
 
 
@@ -758,6 +661,73 @@ def _key_groups(db: Store, now: float) -> list[list[int]] | None:
     return groups if len(groups) > 1 else None
 
 
+@dataclass(frozen=True)
+class _Rule:
+    """What decides an outage for one read: each worker's expected interval (the model of
+    :mod:`qanalytics.history.intervals`) or a fixed `min_gap`, and whether the summary
+    tiers answer it exactly."""
+
+    intervals: Intervals
+    fixed: float | None
+    tiers: bool
+
+
+def _rule(db: Store, since: float | None, now: float, min_gap: Any, removals: Any) -> _Rule:
+    fixed = None
+    if min_gap is not None:
+        fixed = parse_duration(min_gap, name="min_gap", allow_zero=False)
+    intervals = expected_intervals(db, now, removals=removals)
+    return _Rule(intervals, fixed, _tiers_answer(db, since, now, intervals, fixed, min_gap))
+
+
+def _tiers_answer(
+    db: Store, since: float | None, now: float, intervals: Intervals, fixed: float | None,
+    min_gap: Any,
+) -> bool:
+    """Whether to read the summary tiers: they kept every silence the thresholds ask for.
+
+    Each summarized day says the gap above which every silence was kept
+    (``silences_over_s``). A threshold below it is answered from the raw beats while
+    they are still there (summarizing deletes none; only ``prune`` does). Once they are
+    pruned, a fixed `min_gap` below it cannot be answered and is refused; the model's
+    own thresholds are what the tiers were kept for.
+    """
+    if summary_mark(db, now) is None:
+        return False
+    if db.schema_version < INTERVALS_VERSION:
+        floors = {}
+        widest = 60.0
+    else:
+        floors = {
+            int(k): float(v)
+            for k, v in db.query(
+                "SELECT worker_key, max(silences_over_s) FROM heartbeat_days"
+                " WHERE silences_over_s IS NOT NULL GROUP BY worker_key",
+                action="read the summary tiers' floors",
+            )
+        }
+        widest = max(floors.values(), default=0.0)
+    if fixed is not None:
+        exact = fixed >= widest
+    else:
+        keys = np.fromiter(floors, dtype="int64", count=len(floors))
+        need = np.fromiter(floors.values(), dtype="float64", count=len(floors))
+        exact = bool(np.all(intervals.late_after(keys) >= need))
+    if exact:
+        return True
+    horizon_at = horizon(db)
+    if horizon_at is None or (since is not None and since - _DAY_S * CONTEXT_DAYS >= horizon_at):
+        return False  # the raw beats answer exactly
+    if fixed is not None:
+        raise ValueError(
+            f"min_gap={min_gap!r} is finer than the summary tiers kept (every silence over "
+            f"{widest:g} s) before the raw history starts at "
+            f"{pd.Timestamp(horizon_at, unit='s', tz='UTC')}; use min_gap of at least "
+            f"{widest:g} s, or a window that starts after the raw history does"
+        )
+    return True
+
+
 def _map_liveness(
     db: Store,
     since: float | None,
@@ -767,66 +737,25 @@ def _map_liveness(
 ) -> tuple[list[_T], float | None]:
     """`consume` applied to the liveness model of each group of workers.
 
-    The answer is the same as one model of all workers: each worker's threshold is its
-    own (or `min_gap`); workers without a measured interval of their own are read last,
-    once the fleet's interval is known from a second pass over the raw gaps. Returns the
-    results and the horizon.
+    Every worker's threshold comes from the model (or is `min_gap`), known before any
+    beat is read, so groups are independent and the answer is the same as one model of
+    all workers. Returns the results and the horizon.
     """
-    groups = _key_groups(db, now)
-    if groups is None:
-        live = _liveness(db, since, now, min_gap)
-        return [consume(live)], live.beats.horizon
-    fixed = None
-    if min_gap is not None:
-        fixed = parse_duration(min_gap, name="min_gap", allow_zero=False)
     removals = removal_times(db, now)
+    rule = _rule(db, since, now, min_gap, removals)
+    groups = _key_groups(db, now) or [None]
 
     def read() -> tuple[list[_T], float | None]:
         out: list[_T] = []
         horizon_at = None
-        deferred: list[int] = []
         for keys in groups:
-            beats = _model(db, since, now, keys, removals)
+            beats = _model(db, since, now, keys, removals, tiers=rule.tiers)
             horizon_at = beats.horizon
-            if fixed is not None:
-                out.append(consume(_live_from(db, beats, np.full(len(beats.key), fixed), now)))
-                continue
-            own = _own_intervals(beats)[0]
-            has = ~np.isnan(own)
-            if not has.all():
-                deferred.extend(np.unique(beats.key[~has]).tolist())
-                beats, own = _subset(beats, has), own[has]
-            out.append(consume(_live_from(db, beats, OUTAGE_FACTOR * own, now)))
-            del beats, own
-        if deferred:
-            thr = _fleet_threshold(db, since, now, groups, removals)
-            beats = _model(db, since, now, deferred, removals)
-            out.append(consume(_live_from(db, beats, np.full(len(beats.key), thr), now)))
+            out.append(consume(_live_from(db, beats, _thresholds(beats, rule), now)))
+            del beats
         return out, horizon_at
 
     return stable_read(db, read)
-
-
-def _fleet_threshold(
-    db: Store,
-    since: float | None,
-    now: float,
-    groups: list[list[int]],
-    removals: dict[int, np.ndarray],
-) -> float:
-    # The threshold of a worker without an interval of its own, as _thresholds finds it
-    # over the whole fleet: only the gaps are kept from each group.
-    raw: list[np.ndarray] = []
-    means: list[np.ndarray] = []
-    for keys in groups:
-        beats = _model(db, since, now, keys, removals)
-        _, positive, estimated = _own_intervals(beats)
-        raw.append(beats.gap[positive])
-        means.append(beats.mean_gap[estimated])
-    raw_gaps, minute_means = np.concatenate(raw), np.concatenate(means)
-    if not len(raw_gaps) and not len(minute_means):
-        return UNMEASURED_THRESHOLD_S
-    return OUTAGE_FACTOR * _fleet_interval(raw_gaps, minute_means)
 
 
 def _alive_arrays(live: _Liveness) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

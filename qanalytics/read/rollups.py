@@ -6,7 +6,6 @@ minute. These readers let the read side tell "no beats" from "pruned to minutes"
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -14,6 +13,16 @@ import numpy as np
 import pandas as pd
 
 from .._docstrings import share_docs
+from ..history.marks import (
+    META_HEARTBEAT_BATCHES,
+    META_HEARTBEATS_PRUNED_BEFORE,
+    META_HEARTBEATS_SUMMARIZED_UNTIL,
+    META_TASKS_PRUNED_BEFORE,
+    ROLLUP_SECONDS,
+    has_table,
+    history_horizon,
+    minute_floor,
+)
 from ..store import Store
 from .common import UTC_DTYPE, as_category, as_utc, empty_frame, resolve_window
 
@@ -31,17 +40,6 @@ __all__ = [
     "stable_read",
 ]
 
-#: Width of one rollup bucket, in seconds.
-ROLLUP_SECONDS = 60
-
-#: ``meta`` keys written by :func:`prune`.
-META_HEARTBEATS_PRUNED_BEFORE = "heartbeats_pruned_before"
-META_TASKS_PRUNED_BEFORE = "tasks_pruned_before"
-#: ``meta`` key counting the heartbeat batches prune has committed.
-META_HEARTBEAT_BATCHES = "heartbeat_prune_batches"
-#: ``meta`` key of the heartbeat summary tiers: beats before this moment are in
-#: ``heartbeat_days``/``heartbeat_silences`` (the task tiers' is in write.task_hours).
-META_HEARTBEATS_SUMMARIZED_UNTIL = "heartbeats_summarized_until"
 _ROLLUP_DTYPES: dict[str, Any] = {
     "worker_id": "category",
     "minute": UTC_DTYPE,
@@ -53,49 +51,10 @@ _ROLLUP_DTYPES: dict[str, Any] = {
 
 
 
-def has_table(db: Store, name: str) -> bool:
-    rows = db.query(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-        (name,),
-        action=f"look for table {name!r}",
-    )
-    return bool(rows)
-
-
-def meta_get(db: Store, key: str) -> Any:
-    if not has_table(db, "meta"):
-        return None
-    rows = db.query("SELECT value FROM meta WHERE key = ?", (key,), action=f"read meta {key!r}")
-    return rows[0][0] if rows else None
-
-
-def minute_floor(at: float) -> float:
-    return math.floor(at / ROLLUP_SECONDS) * float(ROLLUP_SECONDS)
-
-
-
 def as_timestamp(seconds: float | None) -> pd.Timestamp | None:
     # Rounded to microseconds: float epochs convert up to ~65 ns off otherwise.
     return None if seconds is None else pd.Timestamp(round(float(seconds), 6), unit="s", tz="UTC")
 
-
-
-@share_docs
-def history_horizon(db: Store) -> float | None:
-    """The epoch second before which raw heartbeats were pruned, or None if never.
-
-    The read side's form of :func:`raw_history_starts_at`.
-
-    Parameters
-    ----------
-    {db}
-
-    Returns
-    -------
-    float or None
-    """
-    value = meta_get(db, META_HEARTBEATS_PRUNED_BEFORE)
-    return None if value is None else float(value)
 
 
 @share_docs

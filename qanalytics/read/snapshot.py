@@ -16,10 +16,10 @@ import pandas as pd
 
 from .._docstrings import share_docs
 from .._time import parse_duration
+from ..history.model import WORKER_COLUMNS, Worker, worker_from_row
 from ..state import ACTIVE_WITHIN_S, STALE_AFTER_S, classify_ages, state_sql
 from ..store import Store
 from ..store.schema import TASK_STATUSES
-from ..write.workers import _WORKER_COLUMNS, Worker, _worker_from_row
 from .common import (
     _FAILED,
     _O_ABANDONED,
@@ -362,12 +362,12 @@ def active_workers(db: Store, within: Any = ACTIVE_WITHIN_S, *, now: Any = None)
         return _as_of(db, now, active_within=within_s, stale_after=within_s, state="active")
     is_active, params = state_sql("active", "last_heartbeat_at", db.resolve_now(now), within_s)
     rows = db.query(
-        f"SELECT {_WORKER_COLUMNS} FROM workers WHERE removed_at IS NULL"
+        f"SELECT {WORKER_COLUMNS} FROM workers WHERE removed_at IS NULL"
         f" AND {is_active} ORDER BY last_heartbeat_at DESC, worker_id",
         params,
         action="list active workers",
     )
-    return [_worker_from_row(row) for row in rows]
+    return [worker_from_row(row) for row in rows]
 
 
 @share_docs
@@ -392,12 +392,12 @@ def stale_workers(db: Store, after: Any = STALE_AFTER_S, *, now: Any = None) -> 
         return _as_of(db, now, active_within=0.0, stale_after=after_s, state="stale")
     is_stale, params = state_sql("stale", "last_heartbeat_at", db.resolve_now(now), after_s)
     rows = db.query(
-        f"SELECT {_WORKER_COLUMNS} FROM workers WHERE removed_at IS NULL"
+        f"SELECT {WORKER_COLUMNS} FROM workers WHERE removed_at IS NULL"
         f" AND {is_stale} ORDER BY last_heartbeat_at, worker_id",
         params,
         action="list stale workers",
     )
-    return [_worker_from_row(row) for row in rows]
+    return [worker_from_row(row) for row in rows]
 
 
 def _as_of(

@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from .._docstrings import share_docs
+from ..history.marks import HOUR_S, META_TASKS_SUMMARIZED_UNTIL, hour_of, meta_get
 from ..store import Store
 from ..store.schema import COUNTERS_VERSION, OUTCOMES, TASK_STATUSES, TIERS_VERSION
-from ..write.task_hours import HOUR_S, META_TASKS_SUMMARIZED_UNTIL, hour_of
 from .common import (
     _CANCELLED,
     _COMPLETED,
@@ -61,7 +61,6 @@ from .common import (
     resolve_window,
 )
 from .liveness import alive_intervals
-from .rollups import meta_get
 
 __all__ = [
     "depth_timeline",

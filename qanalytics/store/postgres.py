@@ -191,8 +191,17 @@ CREATE INDEX attempts_duration ON attempts ((finished_at - claimed_at))
     WHERE finished_at IS NOT NULL;
 """
 
+_PG_V6 = """
+ALTER TABLE worker_events ADD COLUMN interval_s double precision
+    CHECK (interval_s IS NULL OR interval_s > 0);
+ALTER TABLE workers ADD COLUMN learned_interval_s double precision;
+ALTER TABLE workers ADD COLUMN learned_at double precision;
+ALTER TABLE heartbeat_days ADD COLUMN silences_over_s double precision;
+UPDATE heartbeat_days SET silences_over_s = 60.0;
+"""
+
 #: PostgreSQL migrations, one per SQLite migration (same version numbers).
-PG_MIGRATIONS: list[str] = [_PG_V1, _PG_V2, _PG_V3, _PG_V4, _PG_V5]
+PG_MIGRATIONS: list[str] = [_PG_V1, _PG_V2, _PG_V3, _PG_V4, _PG_V5, _PG_V6]
 
 # The schema version lives in a one-row table; its presence marks a qanalytics store.
 _VERSION_TABLE = "qanalytics_schema"

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "APPLICATION_ID",
     "COUNTERS_VERSION",
+    "INTERVALS_VERSION",
     "MIGRATIONS",
     "OUTCOMES",
     "SCHEMA_VERSION",
@@ -206,8 +207,21 @@ CREATE INDEX attempts_duration ON attempts ((finished_at - claimed_at))
     WHERE finished_at IS NOT NULL;
 """
 
+# Version 6: the liveness model (qanalytics.history.intervals). A registration may declare
+# the worker's beat interval (worker_events.interval_s); the interval learned from a
+# worker's first gaps is remembered on its row before prune can delete those beats; each
+# summarized day says the gap above which every silence was kept (silences_over_s), so a
+# read knows whether the tiers answer its threshold exactly.
+_V6 = """
+ALTER TABLE worker_events ADD COLUMN interval_s REAL CHECK (interval_s IS NULL OR interval_s > 0);
+ALTER TABLE workers ADD COLUMN learned_interval_s REAL;
+ALTER TABLE workers ADD COLUMN learned_at REAL;
+ALTER TABLE heartbeat_days ADD COLUMN silences_over_s REAL;
+UPDATE heartbeat_days SET silences_over_s = 60.0;
+"""
+
 #: Ordered migrations; entry ``i`` takes the schema from version ``i`` to ``i + 1``.
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5]
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6]
 
 #: The first schema version with the worker counters (``workers.heartbeats``,
 #: ``tasks_completed``, ``tasks_failed``) and the ``attempts_finished`` index.
@@ -216,6 +230,9 @@ COUNTERS_VERSION = MIGRATIONS.index(_V4) + 1
 #: The first schema version with the summary tiers (``heartbeat_days``,
 #: ``heartbeat_silences``, ``task_hours``, ``attempt_hours``).
 TIERS_VERSION = MIGRATIONS.index(_V5) + 1
+
+#: The first schema version with declared and remembered beat intervals.
+INTERVALS_VERSION = MIGRATIONS.index(_V6) + 1
 
 #: The schema version this code writes and reads.
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -7,14 +7,8 @@ the package was split by layer. The rollup readers live with the read side
 
 from __future__ import annotations
 
-from ..read.rollups import (
-    ROLLUP_SECONDS,
-    heartbeat_rollups,
-    history_horizon,
-    raw_history_starts_at,
-    rollup_columns,
-    rollup_totals,
-)
+from ..history.marks import ROLLUP_SECONDS, history_horizon
+from ..read.rollups import heartbeat_rollups, raw_history_starts_at, rollup_columns, rollup_totals
 from .retention import PruneResult, prune
 from .storage import (
     CHECKPOINT_MODES,

@@ -17,7 +17,7 @@ from typing import Any
 
 from .._time import parse_duration
 from ..errors import UnsupportedError
-from ..read.rollups import (
+from ..history.marks import (
     META_HEARTBEATS_PRUNED_BEFORE,
     META_TASKS_PRUNED_BEFORE,
     has_table,

@@ -12,17 +12,16 @@ import sqlite3
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
-from ..read.rollups import (
+from ..history.marks import (
     META_HEARTBEAT_BATCHES,
     META_HEARTBEATS_PRUNED_BEFORE,
     META_HEARTBEATS_SUMMARIZED_UNTIL,
     META_TASKS_PRUNED_BEFORE,
     ROLLUP_SECONDS,
-    as_timestamp,
     has_table,
     meta_get,
-    raw_history_starts_at,
 )
+from ..read.rollups import as_timestamp, raw_history_starts_at
 from ..store import Store
 from ..store.schema import (
     COUNTERS_VERSION,

@@ -19,17 +19,16 @@ from typing import Any
 
 from .._time import resolve_time
 from ..errors import UnsupportedError
-from ..read.rollups import has_table
-from ..read.trends import finished_pairs
-from ..store import Store
-from ..write.task_hours import (
+from ..history.marks import (
     HOUR_S,
     META_TASKS_SUMMARIZED_UNTIL,
-    TierChanges,
-    apply_changes,
+    has_table,
     hour_of,
     summarized_until,
 )
+from ..read.trends import finished_pairs
+from ..store import Store
+from ..write.task_hours import TierChanges, apply_changes
 from .marks import advance_mark
 
 __all__ = ["TaskSummary", "summarize_tasks"]

@@ -31,12 +31,8 @@ import pandas as pd
 
 from .._time import parse_duration
 from ..errors import UnsupportedError
+from ..history.marks import META_HEARTBEATS_SUMMARIZED_UNTIL, history_horizon, meta_get
 from ..read.liveness import removal_times
-from ..read.rollups import (
-    META_HEARTBEATS_SUMMARIZED_UNTIL,
-    history_horizon,
-    meta_get,
-)
 from ..store import Store
 from ..store.schema import TIERS_VERSION
 from .marks import advance_mark, count_heartbeat_batch

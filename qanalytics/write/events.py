@@ -45,8 +45,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..history.marks import summarized_until
 from ..store import Store
-from .task_hours import apply_changes, contributions, summarized_until
+from .task_hours import apply_changes, contributions
 from .workers import check_worker_id, encode_json
 
 __all__ = [

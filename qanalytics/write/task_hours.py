@@ -17,11 +17,10 @@ the summary and the read side put a finish at the very edge of an hour in the sa
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from typing import Any
 
-from ..store import Store
+from ..history.marks import HOUR_S, META_TASKS_SUMMARIZED_UNTIL, hour_of, summarized_until
 
 __all__ = [
     "HOUR_S",
@@ -34,65 +33,10 @@ __all__ = [
     "task_finish",
 ]
 
-#: Width of one tier row, in seconds.
-HOUR_S = 3600
-#: The ``meta`` key of the watermark: finishes before it are counted in the tiers.
-META_TASKS_SUMMARIZED_UNTIL = "tasks_summarized_until"
-
 _FINAL = ("completed", "failed", "cancelled")
 
 #: ``(tier, hour, type, status or outcome) -> change``, tier ``"task"`` or ``"attempt"``.
 TierChanges = Counter[tuple[str, int, str, str]]
-
-
-def hour_of(at: float) -> int:
-    """The hour ``h`` with ``h * 3600 <= at < (h + 1) * 3600``.
-
-    Parameters
-    ----------
-    at : float
-        Epoch seconds.
-
-    Returns
-    -------
-    int
-    """
-    h = math.floor(at / HOUR_S)
-    # The division rounds; the bounds decide (a finish a hair before an hour's end).
-    if h * HOUR_S > at:
-        h -= 1
-    elif (h + 1) * HOUR_S <= at:
-        h += 1
-    return int(h)
-
-
-def summarized_until(db: Store, conn: Any, *, for_update: bool = False) -> float | None:
-    """The watermark, read inside the caller's write transaction (None: no summary yet).
-
-    On PostgreSQL the row is locked: a write reads it share-locked and the summary that
-    moves it (`for_update`) holds it exclusively, so a write that dates a finish into the
-    hours being folded either committed before (its row is counted) or waits and then
-    sees where the summary ended (and adjusts the tiers).
-
-    Parameters
-    ----------
-    db : Store
-    conn : Connection
-        The connection of the open transaction.
-    for_update : bool, default False
-        Lock for the summary that moves the watermark.
-
-    Returns
-    -------
-    float or None
-    """
-    lock = ""
-    if db.dialect == "postgresql":
-        lock = " FOR UPDATE" if for_update else " FOR SHARE"
-    row = conn.execute(
-        "SELECT value FROM meta WHERE key = ?" + lock, (META_TASKS_SUMMARIZED_UNTIL,)
-    ).fetchone()
-    return None if row is None or row[0] is None else float(row[0])
 
 
 def contributions(conn: Any, external_id: str, until: float) -> TierChanges:

@@ -17,9 +17,10 @@ import pandas as pd
 
 from .._time import parse_duration, to_datetime, to_epoch
 from ..errors import InvalidTransition, TaskNotFound, WorkerNotFound
+from ..history.marks import summarized_until
 from ..state import STALE_AFTER_S, state_sql
 from ..store import Store
-from .task_hours import apply_changes, summarized_until, task_finish
+from .task_hours import apply_changes, task_finish
 from .workers import check_worker_id, decode_json, encode_json
 
 __all__ = [
