@@ -278,7 +278,9 @@ _NOT_ASKED = object()
 
 
 def _open(db_path: str | None, *, readonly: bool = True, now: Any = _NOT_ASKED) -> Store:
-    """Open the store; a read command passes its ``--now`` to be warned about an old file."""
+    """Open the store; a command that asks about "now" passes its ``--now``, to be warned
+    about an old file (writers too: ``prune --keep 1d`` on a copy would roll up all of it).
+    """
     path = _require_path(db_path)
     if not readonly:
         # A writer would create a missing file; check it is an existing store first.
@@ -346,9 +348,9 @@ def main() -> None:
     """Understand a SQLite-backed task queue: workers, outages, metrics.
 
     Every command reads the store named by --db (or QANALYTICS_DB) read-only, except
-    requeue-orphans, simulate, prune, vacuum, checkpoint and record. Exit status 2 means a
-    user error (printed as one line). Tables show durations as text ('2 min 5 s',
-    '32 h 26 min'); JSON and CSV keep seconds.
+    requeue-orphans, simulate, prune, summarize, vacuum, checkpoint, migrate and record.
+    Exit status 2 means a user error (printed as one line). Tables show durations as text
+    ('2 min 5 s', '32 h 26 min'); JSON and CSV keep seconds.
     """
 
 
@@ -604,7 +606,7 @@ def requeue_orphans_command(
     task out of attempts ends failed instead of queued. With --dry-run the store is opened read-only
     and nothing changes.
     """
-    with _open(db_path, readonly=dry_run) as db:
+    with _open(db_path, readonly=dry_run, now=now) as db:
         at = db.resolve_now(_time_arg(now))
         planned = tasks.find_orphans(db, stale_after=stale_after, now=at)
         if dry_run:
@@ -736,7 +738,7 @@ def prune_command(
     throughput keep counting them, other metrics lose them. Running it again with the
     same --now changes nothing.
     """
-    with _open(db_path, readonly=False) as db:
+    with _open(db_path, readonly=False, now=now) as db:
         result = upkeep.prune(
             db, keep=keep, finished_keep=finished_keep, batch=batch, now=_time_arg(now)
         )
@@ -774,7 +776,7 @@ def summarize_command(db_path: str | None, lag: float, fmt: str, now: str | None
     it every few minutes to hours (prune runs it up to its own cutoff). Raw beats are
     kept; running it again changes nothing until new beats age past the lag.
     """
-    with _open(db_path, readonly=False) as db:
+    with _open(db_path, readonly=False, now=now) as db:
         bar = fmt == "table" and sys.stderr.isatty()  # a progress bar only for a person
         result = upkeep.summarize(db, lag=lag, now=_time_arg(now), progress=bar)
     if fmt == "json":
@@ -840,6 +842,26 @@ def checkpoint_command(db_path: str | None, mode: str) -> None:
         f"{result.mode} checkpoint: {result.checkpointed_frames} of {result.wal_frames} "
         f"WAL frame(s) copied{busy}."
     )
+
+
+@main.command("migrate", short_help="Bring the store's schema up to date now (writes).")
+@_db_option
+def migrate_command(db_path: str | None) -> None:
+    """Migrate an older schema and switch the file to WAL mode, without writing a row.
+
+    Any write does this first; reading never does, so opening a copy to look at it leaves
+    the file as it was.
+    """
+    with _open(db_path, readonly=False) as db:
+        before = db.schema_version
+        changed = db.prepare_writes()
+        after = db.schema_version
+    if not changed:
+        click.echo(f"Nothing to do: schema version {after}, ready for writing.")
+    elif before != after:
+        click.echo(f"Migrated the schema from version {before} to {after}.")
+    else:
+        click.echo(f"Schema version {after} is current; set the file up for writing.")
 
 
 @main.command("check", short_help="Check the file and the queue's invariants; exit 1 if bad.")

@@ -359,7 +359,7 @@ def heartbeat(db: Store, worker_id: str, *, task_id: int | None = None) -> bool:
     # The hot path of every worker: Store.transaction's generator and nested wrap_errors
     # cost ~10 % of a beat, so the same BEGIN IMMEDIATE / COMMIT / ROLLBACK and the same
     # error wrapping are spelled out here, and the message is only formatted on failure.
-    if db.readonly:
+    if db.readonly or db.write_setup_pending:
         db.require_writable(f"heartbeat for worker {worker_id!r}")
     conn = db.conn
     if conn.in_transaction:
