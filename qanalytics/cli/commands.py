@@ -48,6 +48,8 @@ from .._version import __version__
 from ..errors import QAnalyticsError
 from .live import watch
 from .output import (
+    COLUMNS_KEY,
+    NOTES_KEY,
     emit_frame,
     emit_result,
     epoch_text,
@@ -97,6 +99,7 @@ else:
 STALE_DEFAULT = "5min"
 
 __all__ = [
+    "DEFAULT_SINCE",
     "EXIT_PROBLEMS",
     "EXIT_STALE",
     "EXIT_USER_ERROR",
@@ -110,6 +113,9 @@ EXIT_USER_ERROR = 2
 EXIT_STALE = 1
 #: Exit status of ``qanalytics check`` when the store has a problem.
 EXIT_PROBLEMS = 1
+#: The window every command that looks back (outages, failed, success-rate, worker, report)
+#: opens by default, so that they tell one story: a flapping worker shows in all of them.
+DEFAULT_SINCE = "7d"
 #: A read command warns when the store's last event is older than this (seconds).
 OLD_STORE_AFTER_S = 86400.0
 
@@ -166,6 +172,8 @@ def _flush_warnings(ctx: click.Context) -> None:
 
     A command that fails prints only its one ``Error:`` line, never warnings.
     """
+    for text in dict.fromkeys(ctx.meta.pop(NOTES_KEY, [])):
+        click.echo(f"Note: {text}", err=True)
     for text in dict.fromkeys(ctx.meta.pop(_WARNINGS, [])):
         click.echo(f"Warning: {text}", err=True)
 
@@ -232,6 +240,23 @@ def _db_option(f: F) -> F:
         envvar="QANALYTICS_DB",
         show_envvar=True,
         help="The queue store (a SQLite file).",
+    )(f)
+
+
+def _set_columns(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:
+        ctx.meta[COLUMNS_KEY] = [c.strip() for c in value.split(",") if c.strip()]
+
+
+def _columns_option(f: F) -> F:
+    return click.option(
+        "--columns",
+        metavar="A,B,...",
+        default=None,
+        expose_value=False,
+        callback=_set_columns,
+        help="The columns to show, in this order (e.g. worker_id,state,since_heartbeat). "
+        "Without it a table fits the terminal's width, leaving columns out and saying so.",
     )(f)
 
 
@@ -364,6 +389,7 @@ def main() -> None:
 )
 @click.option("--include-removed", is_flag=True, help="Also list removed workers.")
 @_format_option()
+@_columns_option
 @_now_option
 @_watch_option
 @click.pass_context
@@ -402,6 +428,7 @@ def workers_command(
     help="A worker silent for longer than this is stale.",
 )
 @_format_option()
+@_columns_option
 @_now_option
 @_watch_option
 @click.pass_context
@@ -443,7 +470,7 @@ def stale_command(
 
 @main.command("outages", short_help="Heartbeat silences and the tasks held.")
 @_db_option
-@click.option("--since", type=TIME, default="24h", show_default=True, help=_TIME_HELP)
+@click.option("--since", type=TIME, default=DEFAULT_SINCE, show_default=True, help=_TIME_HELP)
 @click.option("--until", type=TIME, default=None, help=_TIME_HELP)
 @click.option(
     "--min-gap",
@@ -452,6 +479,7 @@ def stale_command(
     help="A silence longer than this is an outage [default: 3x each worker's median interval].",
 )
 @_format_option()
+@_columns_option
 @_now_option
 def outages_command(
     db_path: str | None,
@@ -527,7 +555,7 @@ def metrics_command(
     multiple=True,
     help="Group by task type and/or worker (repeatable).",
 )
-@click.option("--since", type=TIME, default="7d", show_default=True, help=_TIME_HELP)
+@click.option("--since", type=TIME, default=DEFAULT_SINCE, show_default=True, help=_TIME_HELP)
 @click.option("--until", type=TIME, default=None, help=_TIME_HELP)
 @click.option(
     "--level",
@@ -544,6 +572,7 @@ def metrics_command(
     help="Confidence level of the Wilson interval.",
 )
 @_format_option()
+@_columns_option
 @_now_option
 def success_rate_command(
     db_path: str | None,
@@ -596,6 +625,7 @@ def _orphan_frame(found: list[Any]) -> pd.DataFrame:
 )
 @click.option("--dry-run", is_flag=True, help="List what would be taken back; change nothing.")
 @_format_option()
+@_columns_option
 @_now_option
 def requeue_orphans_command(
     db_path: str | None, stale_after: float, dry_run: bool, fmt: str, now: str | None
@@ -662,7 +692,7 @@ def simulate_command(
 
 @main.command("report", short_help="Write the HTML report for a capacity-planning review.")
 @_db_option
-@click.option("--since", type=TIME, default="7d", show_default=True, help=_TIME_HELP)
+@click.option("--since", type=TIME, default=DEFAULT_SINCE, show_default=True, help=_TIME_HELP)
 @_now_option
 @click.option(
     "-o",

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .._docstrings import share_docs
+from .._suggest import check_task_types
 from ..state import ACTIVE_WITHIN_S, STALE_AFTER_S, check_thresholds, classify_ages
 from ..store import Store
 from ..store.schema import COUNTERS_VERSION, TASK_STATUSES
@@ -488,9 +489,16 @@ def tasks(
         ``external_id`` (object: the id the task has in the queue it was recorded from,
         such as Celery's task UUID; None for tasks enqueued through qanalytics). Sorted by
         id.
+
+    Warns
+    -----
+    UserWarning
+        For a type in `types` that the store does not hold, naming close matches
+        (``types="emial"``: did you mean 'email'?).
     """
     statuses = _names(status, "status", TASK_STATUSES)
     type_list = _names(types, "types")
+    check_task_types(db, type_list)  # a typo warns, naming close matches
     id_list = _task_ids(ids)
     if db.layout == "classic":  # no per-attempt rows: the classic layout has its own reading
         frame = classic.tasks(
