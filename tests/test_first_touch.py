@@ -239,3 +239,39 @@ def test_the_sample_is_untouched_by_this_suite() -> None:
     if done.returncode != 0:
         pytest.skip("not a git checkout")
     assert done.stdout == ""
+
+
+# -- quiet in JupyterLab ----------------------------------------------------------------------
+
+
+def test_lab_extra_installs_ipywidgets() -> None:
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert any(dep.startswith("ipywidgets") for dep in extras["lab"])
+
+
+def test_progress_without_ipywidgets_is_the_text_bar(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    import tqdm.std
+
+    from qanalytics import _progress
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "ipywidgets" else real(name)
+    )
+    assert _progress.progress_class() is tqdm.std.tqdm  # no "IProgress not found" warning
+
+
+def test_simulate_progress_leaves_its_bar_where_stderr_is_no_terminal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with qa.connect(":memory:") as db:
+        qa.simulate(db, workers=4, duration="2h", progress=True)
+    err = capsys.readouterr().err
+    assert "simulating" in err and "120/120" in err  # not an empty box in a notebook
+    assert err.rstrip().endswith("]")

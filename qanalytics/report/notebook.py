@@ -299,7 +299,10 @@ def _kernel_manager_class() -> type:
 def _execute(nb: Any, workdir: str, *, progress: bool, env: Mapping[str, str]) -> None:
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
-    from tqdm.auto import tqdm
+
+    from .._progress import progress_class
+
+    tqdm = progress_class()
 
     sections = _section_names(nb.cells)
     code = sum(1 for c in nb.cells if c.cell_type == "code")

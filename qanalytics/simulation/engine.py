@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from tqdm import tqdm
-
+from .._progress import leave_bar, progress_class
 from .._time import FakeClock, parse_duration, to_datetime, to_epoch
 from ..read.snapshot import queue_metrics
 from ..state import STALE_AFTER_S as _STALE_AFTER_S
@@ -644,12 +643,13 @@ class _Simulation:
         }
         heap, clock, db = self.heap, self.clock, self.db
         total_min = self.duration / 60.0
+        tqdm = progress_class()
         with tqdm(
             total=round(total_min),
             unit="sim-min",
             desc="simulating",
             disable=not self.progress,
-            leave=False,
+            leave=leave_bar(),
         ) as bar:
             batch_end = self.start
             shown = 0
