@@ -275,3 +275,12 @@ def test_simulate_progress_leaves_its_bar_where_stderr_is_no_terminal(
     err = capsys.readouterr().err
     assert "simulating" in err and "120/120" in err  # not an empty box in a notebook
     assert err.rstrip().endswith("]")
+
+
+def test_readme_names_every_notebook() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Notebooks") :]
+    section = section[: section.index("\n### ", 5)]
+    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        number = notebook.name[:2]
+        assert f" {number} " in section, f"README's notebooks section does not list {number}"
