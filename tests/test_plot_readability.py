@@ -124,7 +124,8 @@ def test_success_rate_legend_swatches_are_the_band_colours() -> None:
         assert _distance(handle.get_facecolor(), band.get_facecolor()[0]) < 1e-6
         assert _distance(handle.get_facecolor(), line.get_color()) < 1e-6
     texts = [t.get_text() for t in legend.get_texts()]
-    assert texts == ["email (lowest 98.0 %)", "render (lowest 60 %)"]
+    # Flagged on the interval (the lowest ci_high), not the point.
+    assert texts == ["email (dipped below 99.0 %)", "render (dipped below 61 %)"]
 
 
 def test_success_rate_single_band_swatch_is_not_grey() -> None:
