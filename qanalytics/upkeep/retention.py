@@ -25,7 +25,6 @@ from ..read.rollups import (
 )
 from ..store import Store
 from ..store.schema import TIERS_VERSION
-from ..write.task_hours import HOUR_S, hour_of
 from .marks import advance_mark, count_heartbeat_batch
 from .task_tiers import summarize_tasks
 from .tiers import summarize_heartbeats
@@ -48,9 +47,8 @@ class PruneResult:
     rollup_rows : int
         Rollup rows inserted or merged into (one per worker, minute and batch).
     finished_cutoff : float or None
-        Epoch seconds: finished tasks that ended before it were deleted (``now -
-        finished_keep``, aligned down to a whole UTC hour on stores with task tiers,
-        which count by hour); None when `finished_keep` was not given.
+        Epoch seconds: finished tasks that ended before it were deleted; None when
+        `finished_keep` was not given.
     tasks_deleted, attempts_deleted : int
         Finished tasks, and their attempts, deleted.
     transactions : int
@@ -233,8 +231,7 @@ def prune(
         Defaults to the store clock.
     finished_keep : float or str, optional
         If given, tasks that finished (completed, failed or cancelled) more than this
-        long before `now` (before the whole hour that holds ``now - finished_keep``, on
-        stores with task tiers) are deleted with their attempts. Queued and processing tasks
+        long before `now` are deleted with their attempts. Queued and processing tasks
         are never deleted. Metrics over the deleted span lose those tasks.
     batch : int, default 5000
         Rows per transaction.
@@ -310,10 +307,7 @@ def prune(
     if finished_s is not None:
         finished_cutoff = at - finished_s
         if db.schema_version >= TIERS_VERSION:
-            # Counted into the hourly task tiers first: metrics keep what is deleted. The
-            # tiers hold whole hours only, so the cutoff is aligned down to one: a task
-            # finished later in the cutoff's hour would be neither counted nor kept.
-            finished_cutoff = float(hour_of(finished_cutoff) * HOUR_S)
+            # Counted into the hourly task tiers first: metrics keep what is deleted.
             summarize_tasks(db, until=finished_cutoff)
         while True:
             n_tasks, n_attempts = _prune_tasks_batch(db, finished_cutoff, batch)
