@@ -24,6 +24,7 @@ LAYERS = {
     "_time": 1,
     "_text": 1,
     "_docstrings": 1,
+    "_compat": 1,
     "state": 2,
     "store": 3,
     "write": 4,

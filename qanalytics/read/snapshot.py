@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._compat import UNSET, renamed_argument
 from .._docstrings import share_docs
 from .._time import parse_duration
 from ..state import ACTIVE_WITHIN_S, STALE_AFTER_S, classify_ages, state_sql
@@ -371,23 +372,42 @@ def active_workers(db: Store, within: Any = ACTIVE_WITHIN_S, *, now: Any = None)
 
 
 @share_docs
-def stale_workers(db: Store, after: Any = STALE_AFTER_S, *, now: Any = None) -> list[Worker]:
-    """Workers whose last heartbeat is more than `after` old.
+def stale_workers(
+    db: Store, stale_after: Any = STALE_AFTER_S, *, now: Any = None, after: Any = UNSET
+) -> list[Worker]:
+    """Workers whose last heartbeat is more than `stale_after` old.
 
     Parameters
     ----------
     {db}
-    after : float or str, default 300
-        Seconds or a duration string.
+    stale_after : float or str, default 300
+        Seconds or a duration string: the stale threshold, named as in
+        :func:`qanalytics.workers`, :func:`qanalytics.queue_metrics` and
+        :func:`qanalytics.find_orphans`.
     {now}
         The moment to judge at; defaults to the store clock.
+    after : float or str, optional
+        Deprecated: the old name of `stale_after` (warns with a DeprecationWarning).
 
     Returns
     -------
     list of Worker
         Oldest heartbeat first; removed workers are not listed.
+
+    Examples
+    --------
+    >>> import qanalytics as qa
+    >>> clock = qa.FakeClock("2024-01-01T00:00:00Z")
+    >>> with qa.connect(":memory:", clock=clock) as db:
+    ...     _ = qa.register_worker(db, "w1")
+    ...     clock.advance("10min")
+    ...     [w.worker_id for w in qa.stale_workers(db, stale_after="5min")]
+    ['w1']
     """
-    after_s = parse_duration(after, name="after")
+    stale_after = renamed_argument(
+        "stale_workers", "after", "stale_after", after, stale_after, STALE_AFTER_S
+    )
+    after_s = parse_duration(stale_after, name="stale_after")
     if now is not None:
         return _as_of(db, now, active_within=0.0, stale_after=after_s, state="stale")
     is_stale, params = state_sql("stale", "last_heartbeat_at", db.resolve_now(now), after_s)
