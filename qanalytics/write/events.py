@@ -198,6 +198,8 @@ def _finished_attempts(conn: Any, external_id: str) -> Counter[tuple[int, str]]:
 # What closes an attempt when another start of its task is recorded; the attempt's own
 # finish, should it arrive later (a late report), replaces it.
 _STARTED_AGAIN = "abandoned: started again"
+# How many tasks' message times the writer remembers.
+_MESSAGES_KEPT = 100_000
 
 
 class _Task:
@@ -257,6 +259,11 @@ class EventWriter:
         self._result = ApplyResult()
         # The hourly tiers' watermark, read once per batch (the batch holds the write lock).
         self._until: float | None = None
+        # When each message of a task (by its retries count) was first seen published or
+        # received, and what each worker received: a retry is published by the attempt
+        # before it, which therefore began earlier, whatever its start's stamp says.
+        self._messages: dict[str, dict[int, float]] = {}
+        self._receipts: dict[tuple[str, str], list[tuple[float, int]]] = {}
 
     # -- coverage -----------------------------------------------------------------------
     def start_coverage(self, source: str, at: float) -> int:
@@ -397,6 +404,7 @@ class EventWriter:
         until = self._until
         tier_before = None if until is None else contributions(conn, event.task, until)
         if kind in ("task-sent", "task-received"):
+            self._note_message(event)
             outcome = self._queued(conn, event)  # touches no attempt, so no counter
         else:
             # Any other task event may finish, reopen or move an attempt of its task: the
@@ -618,6 +626,36 @@ class EventWriter:
             changed = changed or cursor.rowcount > 0
         return "applied" if changed else "unchanged"
 
+    def _note_message(self, event: RecordedEvent) -> None:
+        if event.retries is None or event.task is None:
+            return
+        if len(self._messages) >= _MESSAGES_KEPT and event.task not in self._messages:
+            # Forget the oldest task: its attempts are long recorded.
+            oldest = next(iter(self._messages))
+            del self._messages[oldest]
+            for pair in [p for p in self._receipts if p[0] == oldest]:
+                del self._receipts[pair]
+        seen = self._messages.setdefault(event.task, {})
+        seen[event.retries] = min(seen.get(event.retries, math.inf), event.at)
+        if event.kind == "task-received" and event.worker:
+            got = self._receipts.setdefault((event.task, event.worker), [])
+            if (event.at, event.retries) not in got:
+                got.append((event.at, event.retries))
+
+    def _start_time(self, event: RecordedEvent, key: int, rows: list[tuple[Any, ...]]) -> float:
+        """When an attempt began: its start's stamp, or earlier when its retry was seen
+        published before it (a prefork main process can announce a start late)."""
+        if event.worker is None or event.task is None:
+            return event.at
+        got = [r for r in self._receipts.get((event.task, event.worker), ()) if r[0] <= event.at]
+        if not got:
+            return event.at
+        received, retries = max(got)
+        if any(r[1] == key and received <= r[2] < event.at for r in rows):
+            return event.at  # that receipt's start is recorded: this one's was missed
+        published = self._messages.get(event.task, {}).get(retries + 1, math.inf)
+        return min(event.at, published)
+
     def _started(self, conn: Any, event: RecordedEvent) -> str:
         at = event.at
         key = self._worker(conn, event)[0] if event.worker else None
@@ -632,6 +670,7 @@ class EventWriter:
             if near is None:
                 return "ignored"  # a start from nowhere: no worker to put the attempt on
             key = int(near[1])
+        at = self._start_time(event, key, rows)
         if any(r[1] == key and r[2] == at for r in rows):
             return "unchanged"
         # A worker runs one message of a task at a time, so a start belongs to the sender's
@@ -728,12 +767,18 @@ class EventWriter:
         # The attempt this ends: the sender's latest started by then, if it is still open
         # or was closed only by a later start (elsewhere: this report came late) or a later
         # rejection.
-        started = [r for r in rows if r[2] <= at and (key is None or r[1] == key)]
-        own = started[-1] if started else None
-        if own is not None and (
-            own[4] is None
-            or (own[4] == "abandoned" and (own[5] == _STARTED_AGAIN or own[3] >= at))
-        ):
+        mine = [
+            r
+            for r in rows
+            if r[2] <= at
+            and (key is None or r[1] == key)
+            and (r[4] is None or (r[4] == "abandoned" and (r[5] == _STARTED_AGAIN or r[3] >= at)))
+        ]
+        # A prefork worker may run two messages of one task at once (a retry published by
+        # the first runs in another pool process): a retry ends the earliest open one,
+        # whose message was retried; a final outcome the latest.
+        own = (mine[0] if kind == "task-retried" else mine[-1]) if mine else None
+        if own is not None:
             number, key = int(own[0]), (key if key is not None else int(own[1]))
             claimed = began if runtime is not None else own[2]
             conn.execute(
