@@ -11,6 +11,7 @@ extra; without them the module is skipped, saying which is missing.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import math
 import os
 import shutil
@@ -457,8 +458,11 @@ def exact(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     with redis_server(folder) as broker:
         os.environ["QA_TEST_BROKER"] = broker
         sys.path.insert(0, str(ROOT / "tests"))
-        import celery_fleet_app as tasks
+        import celery_fleet_app
 
+        # A fresh application on this fixture's broker (another fixture may have closed
+        # the one made at first import).
+        tasks = importlib.reload(celery_fleet_app)
         tasks.app.conf.broker_url = broker
         tasks.app.conf.result_backend = broker
         fleet = Fleet(folder, broker, db)

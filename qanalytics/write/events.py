@@ -17,18 +17,38 @@ event                  effect
 ``task-sent``          the task exists, queued (created at the event)
 ``task-received``      the same; for a retry, the retry's ``eta`` becomes ``run_after``
 ``task-started``       a new attempt on that worker; the task is processing
-``task-succeeded``     the attempt and task complete (``runtime`` dates a missed start)
+``task-succeeded``     the attempt and task complete (the attempt runs ``runtime``)
 ``task-failed``        the attempt and task fail, with the exception text
 ``task-retried``       the attempt fails, the task is queued again
 ``task-revoked``       the task is cancelled (its open attempt too)
 ``task-rejected``      the open attempt is abandoned; queued again if requeued
 =====================  ==========================================================
 
-Duplicates are recognised by their timestamps (a duplicated event carries the same one).
-A task's state only moves to an event at least as late as the state it holds, so a late
-event adds its history (an attempt, a worker event) without rolling the task back. A task
-first seen after its start has type ``"unknown"`` until an event naming it arrives. The
-queue does not announce how many attempts a task may take, so ``max_attempts`` is the
+Duplicates are recognised by their timestamps (a duplicated event carries the same one);
+they and events that tell nothing new are counted as :attr:`ApplyResult.unchanged`.
+
+A finish (``task-succeeded``, ``task-failed``, ``task-retried``) closes an attempt of the
+worker that sent it, never another worker's: with ``retry(countdown=0)`` on a prefork
+worker the retry is published from the pool process, and another worker (or another pool
+process of the same one) may receive, run and finish it before the first worker's main
+process reports ``task-retried``. A start elsewhere closes the open attempt as
+``abandoned: started again``; its own late report replaces that outcome. A retry closes
+the sender's earliest open attempt, a final outcome its latest. A task's state is its
+latest attempt's (attempts are ordered by start), so a report about an earlier attempt adds
+its history without moving the task; among events about the latest attempt the state only
+moves to one at least as late as the state it holds. A start that a prefork main process
+announced after the retry its attempt published (seen as that retry's ``task-sent`` or
+``task-received``) is dated at that publication, so attempts keep their real order.
+
+``run_s``: a success carries Celery's ``runtime``, measured in the process that ran the
+task. Its attempt ends at the ``task-succeeded`` stamp and starts ``runtime`` before it, so
+the attempt's ``run_s`` is Celery's runtime (the ``task-started`` and ``task-succeeded``
+stamps both come from the worker's main process, and their gap also holds the hand-over
+to and from the pool). A failure or retry carries no runtime: its ``run_s`` runs from the
+``task-started`` stamp to the report's.
+
+A task first seen after its start has type ``"unknown"`` until an event naming it arrives.
+The queue does not announce how many attempts a task may take, so ``max_attempts`` is the
 number of attempts seen.
 
 Coverage: :meth:`EventWriter.start_coverage` opens a listening period in
