@@ -461,12 +461,8 @@ class CeleryRecorder:
     def _flush(self, writer: EventWriter, pending: list[RecordedEvent]) -> list[RecordedEvent]:
         if not pending and not writer.listening:
             return pending
-        seen_at = self.clock()
-        if not self._listening.is_set():
-            # Nothing was heard after the receiver stopped: the period ends there.
-            seen_at = min(seen_at, self._ended_at)
         try:
-            result = writer.apply(pending, seen_at=seen_at if math.isfinite(seen_at) else None)
+            result = writer.apply(pending, seen_at=self.clock())
         except QAnalyticsError as exc:
             # Keep the batch and try again at the next flush (a long write lock, say).
             self.errors += 1
@@ -583,12 +579,12 @@ class CeleryRecorder:
                         limit=None, timeout=None, safety_interval=0.2, wakeup=True
                     ):
                         backoff = 0.5
-                    stopped_listening("stopped", self._drained_at)
+                    stopped_listening("stopped")
                     if self._stop.is_set():
                         break
             except Exception as exc:
                 if self._stop.is_set():
-                    stopped_listening("stopped", self._drained_at)
+                    stopped_listening("stopped")
                     break
                 log.warning("event stream lost: %s; reconnecting", exc)
                 stopped_listening(str(exc))
@@ -596,7 +592,7 @@ class CeleryRecorder:
                 backoff = min(backoff * 2, 10.0)
             finally:
                 self._receiver = None
-        stopped_listening("stopped", self._drained_at)
+        stopped_listening("stopped")
 
 
 def record(
