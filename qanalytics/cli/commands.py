@@ -1007,6 +1007,7 @@ def record_celery_command(
         kinds = ", ".join(f"{n:,} {kind}" for kind, n in sorted(totals.by_kind.items()))
         click.echo(
             f"Stopped: {totals.applied:,} events recorded ({kinds or 'none'}), "
-            f"{totals.duplicates:,} duplicates, {totals.ignored:,} ignored.",
+            f"{totals.unchanged:,} changed nothing (repeated or already known),"
+            f" {totals.ignored:,} ignored.",
             err=True,
         )
