@@ -38,12 +38,17 @@ alias_modules({f"{__name__}.{old}": f"{__name__}.{new}" for old, new in _MOVED.i
 #: Names the package has always had besides ``__all__``.
 _ALSO = frozenset({"schema", "upkeep"})
 
+#: Subpackages loaded on first use: qa.plot loads matplotlib.pyplot, qa.record the
+#: recorders of other queues, qa.report the HTML report; not on every `import qanalytics`.
+_ON_FIRST_USE = frozenset({"plot", "record", "report"})
+
 
 def __getattr__(name: str) -> Any:
-    # qa.plot loads matplotlib.pyplot on first use, not on every `import qanalytics`;
-    # qa.record (recorders of other queues) is loaded on first use too.
-    if name in ("plot", "record"):
+    if name in _ON_FIRST_USE:
         return importlib.import_module("." + name, __name__)
+    if name in _MOVED and name not in _ALSO and name != "maintenance":
+        # The old flat module paths, as attributes too (``qa.registry.MAX_JSON_DEPTH``).
+        return importlib.import_module(f".{name}", __name__)
     if name.startswith("__") and name != "__all__":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     api = importlib.import_module("._api", __name__)
@@ -58,4 +63,14 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__getattr__("__all__")})
+    """The public API: ``__all__``, the subpackages loaded on first use and ``__version__``.
+
+    Private helpers, the modules the package is built from and the old flat module
+    paths (still importable) are left out, so tab completion shows what to use.
+
+    Returns
+    -------
+    list of str
+        Sorted names.
+    """
+    return sorted({*__getattr__("__all__"), *_ALSO, *_ON_FIRST_USE, "__version__"})

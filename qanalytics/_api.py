@@ -24,7 +24,7 @@ from .errors import (
 )
 from .monitoring import QueueMonitoring
 from .read.frames import attempts, heartbeats, tasks, worker_events, workers
-from .read.liveness import alive_intervals, heartbeat_gaps, outages, uptime
+from .read.liveness import alive_intervals, heartbeat_gaps, outages, unobserved, uptime
 from .read.snapshot import active_workers, queue_depth, queue_metrics, stale_workers
 from .read.trends import (
     depth_timeline,
@@ -120,6 +120,7 @@ __all__ = [
     "success_rate",
     "tasks",
     "throughput",
+    "unobserved",
     "uptime",
     "utilization",
     "worker_events",

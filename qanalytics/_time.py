@@ -94,10 +94,14 @@ def system_clock() -> float:
 class FakeClock:
     """A settable clock for tests and simulations.
 
+    Times are what the reads take for times (:func:`to_epoch`): epoch seconds, an ISO 8601
+    string, a datetime or a pandas Timestamp (naive ones are taken as UTC); steps are
+    durations (:func:`parse_duration`): seconds, ``"90s"``, ``"5min"``, a timedelta.
+
     Parameters
     ----------
-    start : float, default 1_700_000_000.0
-        The initial time, in unix epoch seconds.
+    start : time-like, default 1_700_000_000.0
+        The initial time (2023-11-14 22:13:20 UTC).
 
     Examples
     --------
@@ -105,13 +109,21 @@ class FakeClock:
     >>> clock.advance("90s")
     >>> clock()
     190.0
+    >>> FakeClock("2024-01-01T00:00:00Z")()
+    1704067200.0
+    >>> clock.set("2024-01-01 00:01:00")
+    >>> clock()
+    1704067260.0
     """
 
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = float(start)
+    def __init__(self, start: TimeLike = 1_700_000_000.0) -> None:
+        self.now = to_epoch(start, name="start")
 
     def __call__(self) -> float:
         return self.now
+
+    def __repr__(self) -> str:
+        return f"FakeClock({self.now!r})"
 
     def advance(self, by: Duration) -> None:
         """Move the clock forward.
@@ -119,19 +131,19 @@ class FakeClock:
         Parameters
         ----------
         by : float, int, str or timedelta
-            How far, as seconds or a duration string.
+            How far, as seconds, a duration string or a timedelta (not negative).
         """
-        self.now += parse_duration(by, name="by")
+        self.now = check_epoch(self.now + parse_duration(by, name="by"), by, name="by")
 
-    def set(self, when: float) -> None:
-        """Set the clock to an absolute epoch time.
+    def set(self, when: TimeLike) -> None:
+        """Set the clock to an absolute time.
 
         Parameters
         ----------
-        when : float
-            Unix epoch seconds.
+        when : time-like
+            Epoch seconds, an ISO 8601 string, a datetime or a pandas Timestamp.
         """
-        self.now = float(when)
+        self.now = to_epoch(when, name="when")
 
 
 def parse_duration(value: Any, *, name: str = "duration", allow_zero: bool = True) -> float:

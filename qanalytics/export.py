@@ -301,8 +301,10 @@ def prometheus_text(metrics: Mapping[str, Any]) -> str:
     families.append(
         (
             "oldest_queued_task_age_seconds",
-            "Age of the oldest queued task in seconds; 0 when nothing is queued.",
-            [({}, 0.0 if oldest is None else oldest)],
+            "Age of the oldest queued task in seconds; no sample when nothing is queued.",
+            # No sample rather than 0: nothing queued has no age, and a 0 would read as a
+            # task that was just enqueued (exporters leave an unknown value out).
+            [] if oldest is None else [({}, oldest)],
         )
     )
     families.append(

@@ -154,7 +154,10 @@ class QueueMonitoring:
             ``oldest_queued_task_age_seconds``, ``task_statistics``, ``success_rate``,
             ``failure_rate``, ``total_workers``, ``active_workers``, ``stale_workers``.
         """
-        return queue_metrics(self.db)
+        # The classic API keeps its fixed thresholds: active within 60 s, stale after 300 s.
+        return queue_metrics(
+            self.db, active_within=ACTIVE_WITHIN_S, stale_after=STALE_AFTER_S
+        )
 
     def get_worker_activity(self) -> list[dict[str, Any]]:
         """Every registered worker's last heartbeat, most recent first.

@@ -25,7 +25,7 @@ __all__ = [
     "ACTIVE_WITHIN_S",
     "STALE_AFTER_S",
     "STATES",
-    "WorkerState",
+    "StateName",
     "check_thresholds",
     "classify",
     "classify_ages",
@@ -40,7 +40,7 @@ STALE_AFTER_S = 300.0
 #: The states, in the order frames list them (``state`` categories).
 STATES = ("active", "late", "stale", "removed")
 
-WorkerState = Literal["active", "late", "stale", "removed"]
+StateName = Literal["active", "late", "stale", "removed"]
 
 
 def check_thresholds(active_within: Any, stale_after: Any) -> tuple[float, float]:
@@ -71,8 +71,8 @@ def check_thresholds(active_within: Any, stale_after: Any) -> tuple[float, float
 
 def classify_ages(
     since_s: Any,
-    active_s: float,
-    stale_s: float,
+    active_s: Any,
+    stale_s: Any,
     *,
     removed: Any = None,
 ) -> np.ndarray:
@@ -82,8 +82,9 @@ def classify_ages(
     ----------
     since_s : array-like of float
         Seconds since each worker's last heartbeat; NaN for a worker that never beat.
-    active_s, stale_s : float
-        The thresholds, seconds (see :func:`check_thresholds`).
+    active_s, stale_s : float or array-like of float
+        The thresholds, seconds (see :func:`check_thresholds`), one for all workers or
+        one per worker.
     removed : array-like of bool, optional
         Workers removed at the moment asked about.
 
@@ -103,7 +104,7 @@ def classify_ages(
     return state
 
 
-def classify(since_heartbeat_s: float, active_within: float, stale_after: float) -> WorkerState:
+def classify(since_heartbeat_s: float, active_within: float, stale_after: float) -> StateName:
     """Classify one worker by the age of its last heartbeat.
 
     Parameters

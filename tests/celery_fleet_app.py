@@ -21,6 +21,7 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     result_expires=600,
     worker_hijack_root_logger=False,
+    result_extended=True,  # the backend keeps the worker and retries: a reference
 )
 
 
@@ -50,3 +51,19 @@ def sleepy(marker: str, seconds: float, release: str | None = None) -> float:
     while time.monotonic() < deadline and not (release and Path(release).exists()):
         time.sleep(0.05)
     return seconds
+
+
+@app.task(bind=True, autoretry_for=(ValueError,), max_retries=3, default_retry_delay=0)
+def auto(self: Any, fail_times: int) -> int:
+    # Raises until it has been retried `fail_times` times; Celery retries it at once.
+    if self.request.retries < fail_times:
+        raise ValueError(f"auto try {self.request.retries}")
+    return int(self.request.retries)
+
+
+@app.task(bind=True, max_retries=3)
+def again(self: Any, fail_times: int) -> int:
+    # Like flaky, with retry(countdown=0): the retry may run before this try is reported.
+    if self.request.retries < fail_times:
+        raise self.retry(countdown=0, exc=RuntimeError(f"again try {self.request.retries}"))
+    return int(self.request.retries)

@@ -626,3 +626,24 @@ def test_plan_frame_is_plot_ready(diurnal: qa.Store) -> None:
     assert pd.api.types.is_float_dtype(frame["workers_alive"])
     assert pd.api.types.is_bool_dtype(frame["stable"])
     assert frame["note"].map(type).eq(str).all()
+
+
+def test_hours_without_observations_are_unknown_not_unstable(tmp_path: Path) -> None:
+    """A short store's unobserved hours say NA (unknown), never False (overloaded)."""
+    clock = qa.FakeClock(1_700_000_000.0)  # 22:13 UTC
+    with qa.connect(tmp_path / "short.db", clock=clock) as db:
+        qa.register_worker(db, "w1")
+        for _ in range(20):
+            task = qa.enqueue(db, "email")
+            qa.heartbeat(db, "w1")
+            assert qa.claim(db, "w1") is not None
+            clock.advance(10)
+            qa.complete(db, task)
+            clock.advance(20)
+        frame = qa.capacity.plan(db, since="1h", now=clock())
+    assert frame["stable"].dtype == "boolean"
+    observed = frame["note"] != "not observed in the window"
+    assert observed.sum() in (1, 2)
+    assert frame.loc[~observed, "stable"].isna().all()
+    assert not (frame["stable"] == False).any()  # noqa: E712 - nothing reads as overloaded
+    assert not qa.capacity.understaffed(frame)[~observed].any()

@@ -26,6 +26,9 @@ LAYERS = {
     "_time": 1,
     "_text": 1,
     "_docstrings": 1,
+    "_compat": 1,
+    "_suggest": 4,
+    "_progress": 1,
     "state": 2,
     "store": 3,
     "history": 4,  # the model, marks and liveness rule both sides share

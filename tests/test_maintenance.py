@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -364,3 +365,106 @@ def test_stats_in_memory(db: qa.Store) -> None:
     s = mt.stats(db)
     assert s["file_bytes"] is None and s["heartbeats"]["oldest"] is None
     assert s["rollups"]["raw_history_starts_at"] is None
+
+
+# -- times and durations: what the reads take ------------------------------------------------
+def _aged_store(db: qa.Store, clock: qa.FakeClock) -> None:
+    qa.register_worker(db, "w1")
+    for ok in (True, False, True):
+        task = qa.enqueue(db, "email")
+        assert qa.claim(db, "w1") is not None
+        _beats(db, clock, "w1", 5, 30.0)
+        if ok:
+            qa.complete(db, task)
+        else:
+            qa.fail(db, task, "boom", retry=False)
+    clock.advance("3h")
+    qa.heartbeat(db, "w1")
+
+
+NOW_SPELLINGS = [
+    lambda at: at,
+    lambda at: int(at),
+    lambda at: pd.Timestamp(at, unit="s", tz="UTC").isoformat(),
+    lambda at: pd.Timestamp(at, unit="s", tz="UTC"),
+    lambda at: pd.Timestamp(at, unit="s", tz="UTC").to_pydatetime(),
+    lambda at: pd.Timestamp(at, unit="s").to_pydatetime(),  # naive: UTC
+]
+KEEP_SPELLINGS = [3600, 3600.0, "1h", "60min", pd.Timedelta("1h"), timedelta(hours=1)]
+
+
+@pytest.mark.parametrize("spell_now", NOW_SPELLINGS)
+@pytest.mark.parametrize("keep", KEEP_SPELLINGS)
+def test_prune_takes_the_times_and_durations_the_reads_take(
+    db: qa.Store, clock: qa.FakeClock, spell_now: Any, keep: Any
+) -> None:
+    _aged_store(db, clock)
+    at = (clock() // 3600) * 3600  # whole hours: the task tiers keep what prune deletes
+    before = qa.throughput(db, freq=None, now=spell_now(at))
+    result = mt.prune(db, keep=keep, now=spell_now(at), finished_keep=keep)
+    assert result.cutoff == ((at - 3600) // 60) * 60
+    assert result.finished_cutoff == at - 3600
+    assert result.heartbeats_rolled_up > 0 and result.tasks_deleted == 3
+    after = qa.throughput(db, freq=None, now=spell_now(at))
+    assert after["count"].tolist() == before["count"].tolist()
+
+
+@pytest.mark.parametrize("spell", NOW_SPELLINGS)
+def test_summaries_take_the_times_the_reads_take(
+    db: qa.Store, clock: qa.FakeClock, spell: Any
+) -> None:
+    _aged_store(db, clock)
+    at = (clock() // 3600) * 3600
+    tasks = mt.summarize_tasks(db, until=spell(at))
+    assert tasks.summarized_until == at
+    summary = mt.summarize(db, lag=pd.Timedelta(0), now=spell(at))
+    assert summary.tasks_until == at
+
+
+def test_summarize_tasks_takes_a_duration_back_from_the_clock(
+    db: qa.Store, clock: qa.FakeClock
+) -> None:
+    _aged_store(db, clock)
+    for until in ("2h", pd.Timedelta("2h"), pd.Timedelta("2h").to_pytimedelta()):
+        assert mt.summarize_tasks(db, until=until).summarized_until == (
+            (clock() - 7200) // 3600
+        ) * 3600
+
+
+def test_rollup_readers_take_the_times_the_reads_take(db: qa.Store, clock: qa.FakeClock) -> None:
+    _aged_store(db, clock)
+    mt.prune(db, keep="1h")
+    hi = clock()
+    lo = hi - 4 * 3600
+    want_cols = mt.rollup_columns(db, since=lo, until=hi)
+    want_totals = mt.rollup_totals(db, until=hi)
+    assert want_totals and len(want_cols["minute"])
+    for spell in NOW_SPELLINGS:
+        cols = mt.rollup_columns(db, since=spell(lo), until=spell(hi))
+        for name, values in want_cols.items():
+            assert sorted(cols[name].tolist()) == sorted(values.tolist()), name
+        assert mt.rollup_totals(db, until=spell(hi)) == want_totals
+    # A duration back from the store clock, as `since` reads it.
+    got = mt.rollup_columns(db, since="4h", until=hi)
+    assert sorted(got["minute"].tolist()) == sorted(want_cols["minute"].tolist())
+    with pytest.raises(ValueError, match="until"):
+        mt.rollup_totals(db, until="soon")
+    with pytest.raises(TypeError, match="since"):
+        mt.rollup_columns(db, since=object(), until=hi)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "word"),
+    [
+        ({"now": "soon"}, ValueError, "now"),
+        ({"now": object()}, TypeError, "now"),
+        ({"keep": "-1h"}, ValueError, "keep"),
+        ({"keep": "2024-01-01"}, ValueError, "keep"),  # a moment is not a duration
+        ({"finished_keep": True}, TypeError, "finished_keep"),
+    ],
+)
+def test_prune_names_a_bad_time(
+    db: qa.Store, kwargs: dict[str, Any], error: type, word: str
+) -> None:
+    with pytest.raises(error, match=word):
+        mt.prune(db, **kwargs)

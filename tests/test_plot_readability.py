@@ -15,9 +15,10 @@ import pytest
 from matplotlib.collections import PolyCollection, QuadMesh
 from matplotlib.colors import to_rgb
 
+import qanalytics as qa
 from qanalytics import plot
 from qanalytics.read.common import as_utc
-from qanalytics.report import capacity_short
+from qanalytics.report import capacity_short, fmt_alive
 
 T0 = 1_700_000_000.0 - 1_700_000_000.0 % 86400  # midnight UTC
 H = 3600.0
@@ -123,7 +124,8 @@ def test_success_rate_legend_swatches_are_the_band_colours() -> None:
         assert _distance(handle.get_facecolor(), band.get_facecolor()[0]) < 1e-6
         assert _distance(handle.get_facecolor(), line.get_color()) < 1e-6
     texts = [t.get_text() for t in legend.get_texts()]
-    assert texts == ["email (lowest 98.0 %)", "render (lowest 60 %)"]
+    # Flagged on the interval (the lowest ci_high), not the point.
+    assert texts == ["email (dipped below 99.0 %)", "render (dipped below 61 %)"]
 
 
 def test_success_rate_single_band_swatch_is_not_grey() -> None:
@@ -276,7 +278,7 @@ def test_retry_outcomes_log_axis_and_plain_label() -> None:
 # ------------------------------------------------------------------- report
 
 
-def test_capacity_short_agrees_with_the_shown_numbers() -> None:
+def test_capacity_short_is_the_one_definition_and_reads_short() -> None:
     plan = pd.DataFrame(
         {
             "hour_of_day": [0, 1, 2, 3, 4],
@@ -284,9 +286,13 @@ def test_capacity_short_agrees_with_the_shown_numbers() -> None:
             "workers_alive": [25.96, 25.94, 26.04, np.nan, 3.0],
         }
     )
-    shown = [f"{v:.1f}" for v in plan["workers_alive"]]
-    assert shown[:3] == ["26.0", "25.9", "26.0"]
-    assert capacity_short(plan).tolist() == [False, True, False, False, False]
-    assert capacity_short(plan, decimals=0).tolist() == [False, False, False, False, False]
+    # Unrounded, as notebook 04 counts: 25.96 alive against 26 needed is short.
+    expected = [True, True, False, False, False]
+    assert capacity_short(plan).tolist() == expected
+    assert qa.capacity.understaffed(plan).tolist() == expected
+    # ... and shown so that it reads short: not "26.0" beside 26.
+    pairs = zip(plan["workers_alive"], plan["recommended_workers"], strict=True)
+    shown = [fmt_alive(a, r) for a, r in pairs]
+    assert shown == ["25.96", "25.9", "26.0", "", "3.0"]
     with pytest.raises(ValueError, match="workers_alive"):
         capacity_short(plan.drop(columns="workers_alive"))

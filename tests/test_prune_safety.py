@@ -262,7 +262,8 @@ def test_a_batch_committed_during_a_read_is_counted_once(
                 assert state["batches"] > 20 and state["snapshot_reads"] > 5
             else:
                 assert state["batches"] == 3 and state["snapshot_reads"] == 0
-            assert mt.history_horizon(writer) < cutoff  # still part of the way
+            # Part of the way or all of it (the reads that learn intervals read beats too).
+            assert mt.history_horizon(writer) <= cutoff
 
 
 @pytest.mark.sqlite_only

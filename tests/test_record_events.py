@@ -145,8 +145,12 @@ def test_a_task_from_receipt_to_success(db: qa.Store) -> None:
     row = t.iloc[0]
     assert (row["external_id"], row["type"], row["status"]) == ("u-1", "app.add", "completed")
     assert row["attempts"] == 1 and row["worker_id"] == W1
-    assert (row["created_at"], row["started_at"], row["finished_at"]) == (utc(1), utc(1.5), utc(3))
-    assert row["wait_s"] == pytest.approx(0.5) and row["run_s"] == pytest.approx(1.5)
+    assert (row["created_at"], row["finished_at"]) == (utc(1), utc(3))
+    # run_s is Celery's runtime, measured where the task ran: the attempt starts that long
+    # before the worker reported the success (its main process announced the start at 1.5).
+    assert row["run_s"] == pytest.approx(1.4, abs=1e-6)
+    assert row["started_at"].timestamp() == pytest.approx(T0 + 1.6, abs=1e-6)
+    assert row["wait_s"] == pytest.approx(0.6, abs=1e-6)
     # The beat during the task says what the worker held.
     assert h["task_id"].tolist()[1] == row["id"] and pd.isna(h["task_id"].tolist()[2])
     events = qa.worker_events(db, now=NOW)
@@ -162,10 +166,10 @@ def _retry_stream() -> list[dict[str, Any]]:
         ev("task-received", 1, uuid="u-r", name="app.flaky", retries=0),
         ev("task-started", 2, uuid="u-r"),
         ev("task-retried", 4, uuid="u-r", exception="ConnectionError('down')"),
-        ev("task-received", 4.2, uuid="u-r", name="app.flaky", retries=1, eta=_iso(10)),
+        ev("task-received", 4.2, W2, uuid="u-r", name="app.flaky", retries=1, eta=_iso(10)),
         ev("task-started", 10, W2, uuid="u-r"),
         ev("task-retried", 12, W2, uuid="u-r", exception="ConnectionError('still down')"),
-        ev("task-received", 12.2, W2, uuid="u-r", name="app.flaky", retries=2, eta=_iso(20)),
+        ev("task-received", 12.2, uuid="u-r", name="app.flaky", retries=2, eta=_iso(20)),
         ev("task-started", 20, uuid="u-r"),
         ev("task-failed", 23, uuid="u-r", exception="ConnectionError('gave up')"),
         ev("task-received", 30, uuid="u-ok", name="app.add", retries=0),
@@ -253,10 +257,10 @@ def test_duplicated_events_change_nothing(db: qa.Store) -> None:
     writer = apply(db, [e for e in stream for _ in range(2)])  # each event twice, one batch
     assert _dump(db) == expected
     assert writer.totals.applied == apply(qa.connect(":memory:"), stream).totals.applied
-    assert writer.totals.applied + writer.totals.duplicates == 2 * len(stream)
+    assert writer.totals.applied + writer.totals.unchanged == 2 * len(stream)
     writer = apply(db, stream, batches=5)  # the whole stream again, later
     assert _dump(db) == expected
-    assert writer.totals.applied == 0 and writer.totals.duplicates == len(stream)
+    assert writer.totals.applied == 0 and writer.totals.unchanged == len(stream)
     assert_counters_match_history(db)
 
 
@@ -309,12 +313,18 @@ def test_a_task_first_seen_mid_flight(db: qa.Store) -> None:
     w = qa.workers(db, now=T0 + 13).set_index("worker_id")
     assert w.loc[W1, "registered_at"] == utc(10) and w.loc[W1, "heartbeats"] == 1
     assert w.loc[W2, "heartbeats"] == 0
-    # A name arriving later fills in the type; the start arriving late replaces the guess.
+    # A name arriving later fills in the type; the start arriving late keeps the start
+    # dated from the runtime (run_s stays Celery's runtime), and replaces a start that
+    # nothing dated (a failure carries no runtime).
     apply(db, [ev("task-received", 6, uuid="u-mid", name="app.late"),
-               ev("task-started", 6.5, uuid="u-mid")])
-    row = qa.tasks(db, now=NOW).set_index("external_id").loc["u-mid"]
+               ev("task-started", 6.5, uuid="u-mid"),
+               ev("task-started", 11.5, uuid="u-mid2")])
+    t = qa.tasks(db, now=NOW).set_index("external_id")
+    row = t.loc["u-mid"]
     assert row["type"] == "app.late" and row["attempts"] == 1
-    assert row["created_at"] == utc(6) and row["started_at"] == utc(6.5)
+    assert row["created_at"] == utc(6) and row["started_at"] == utc(7)
+    assert row["run_s"] == 4.0
+    assert t.loc["u-mid2", "started_at"] == utc(11.5) and t.loc["u-mid2", "attempts"] == 1
 
 
 def test_offline_then_online_revives_and_killed_worker_holds_its_task(db: qa.Store) -> None:
@@ -424,7 +434,14 @@ def _two_periods(db: qa.Store, *, coverage: bool) -> None:
 
 def test_a_silence_while_nobody_listened_is_not_an_outage(db: qa.Store) -> None:
     _two_periods(db, coverage=True)
-    out = qa.outages(db, now=T0 + 100).set_index("worker_id")
+    # By default only silences that were heard are outages: w2's death.
+    heard = qa.outages(db, now=T0 + 100)
+    assert heard["worker_id"].astype(str).tolist() == [W2]
+    assert heard["ended_by"].astype(str).tolist() == ["still silent"]
+    # The stretch itself is a frame of its own.
+    gap = qa.unobserved(db, now=T0 + 100)
+    assert list(zip(gap["start"], gap["end"], strict=True)) == [(utc(21), utc(59))]
+    out = qa.outages(db, now=T0 + 100, include_unobserved=True).set_index("worker_id")
     # The recorder's own downtime: each worker's silence from 20 s to 60 s is not observed.
     assert out.loc[W1, "ended_by"] == "not observed"
     assert (out.loc[W1, "start"], out.loc[W1, "end"]) == (utc(20), utc(60))
@@ -451,7 +468,7 @@ def test_not_observed_silences_keep_the_window_edge_rules(db: qa.Store) -> None:
     _two_periods(db, coverage=True)
     # A window starting inside the unobserved silence: it is reported whole (true start
     # before `since`) and still as not observed; w2's death after the window starts too.
-    out = qa.outages(db, since=T0 + 40, until=T0 + 100, now=T0 + 100)
+    out = qa.outages(db, since=T0 + 40, until=T0 + 100, now=T0 + 100, include_unobserved=True)
     rows = [
         (str(r.worker_id), r.start, r.end, str(r.ended_by)) for r in out.itertuples()
     ]
@@ -541,3 +558,165 @@ def test_recorder_keeps_the_summary_tiers_fresh(db: qa.Store) -> None:
         CeleryRecorder("redis://localhost:6379/0", db, summarize_every=0)
     never = CeleryRecorder("redis://localhost:6379/0", db, summarize_every=None)
     assert not never._maybe_summarize(writer, 1e9)
+
+
+# -- a retry reported late: every order a prefork fleet delivers ---------------------------
+#
+# With ``self.retry(countdown=0)`` the pool process of W1 publishes the retry (and its
+# task-sent) while the task runs; W2 receives, runs and finishes it before W1's main process
+# gets the result and sends task-retried. Events from one process arrive in the order it
+# sent them; events from different processes interleave in any order.
+
+
+def _late_retry_senders(final: str) -> list[list[dict[str, Any]]]:
+    end = (
+        ev("task-succeeded", 3.5, W2, uuid="u-x", runtime=0.5, result="1")
+        if final == "succeeded"
+        else ev("task-failed", 3.5, W2, uuid="u-x", exception="ValueError('final')")
+    )
+    return [
+        [ev("task-sent", 0.5, hostname="producer", uuid="u-x", name="app.flaky", retries=0)],
+        [  # W1's main process: the retry is reported last, after W2 finished it
+            ev("task-received", 1, uuid="u-x", name="app.flaky", retries=0),
+            ev("task-started", 2, uuid="u-x"),
+            ev("task-retried", 4, uuid="u-x", exception="ValueError('try 0')"),
+        ],
+        # W1's pool process publishes the retry (with task_send_sent_event).
+        [ev("task-sent", 2.5, uuid="u-x", name="app.flaky", retries=1, eta=_iso(2.5))],
+        [  # W2's main process
+            ev("task-received", 2.6, W2, uuid="u-x", name="app.flaky", retries=1, eta=_iso(2.5)),
+            ev("task-started", 2.8, W2, uuid="u-x"),
+            end,
+        ],
+    ]
+
+
+def _interleavings(senders: list[list[Any]]) -> Any:
+    """Every merge of the senders' sequences that keeps each sender's own order."""
+    if all(not s for s in senders):
+        yield []
+        return
+    for i, seq in enumerate(senders):
+        if seq:
+            rest = [*senders[:i], seq[1:], *senders[i + 1 :]]
+            for tail in _interleavings(rest):
+                yield [seq[0], *tail]
+
+
+def _as(events: list[dict[str, Any]], uuid: str) -> list[dict[str, Any]]:
+    return [{**e, "uuid": uuid} for e in events]
+
+
+def _task_story(db: qa.Store, uuid: str) -> tuple[Any, ...]:
+    """What the store says about one task and its attempts, for comparison."""
+    # run_after is the last countdown seen while the task was queued: which receipt found
+    # it queued depends on the order, so it is left out.
+    task = db.query(
+        "SELECT t.type, t.status, t.attempts, t.max_attempts, t.created_at, t.started_at,"
+        " t.finished_at, w.worker_id, t.error FROM tasks t"
+        " LEFT JOIN workers w ON w.worker_key = t.worker_key WHERE t.external_id = ?",
+        (uuid,),
+    )
+    attempts = db.query(
+        "SELECT a.attempt, w.worker_id, a.claimed_at, a.finished_at, a.outcome, a.error"
+        " FROM attempts a JOIN tasks t ON t.id = a.task_id"
+        " JOIN workers w ON w.worker_key = a.worker_key WHERE t.external_id = ?"
+        " ORDER BY a.attempt",
+        (uuid,),
+    )
+    return tuple(task[0]), [tuple(r) for r in attempts]
+
+
+@pytest.mark.parametrize("final", ["succeeded", "failed"])
+def test_a_late_retry_in_every_order_a_prefork_fleet_delivers(
+    db: qa.Store, final: str
+) -> None:
+    senders = _late_retry_senders(final)
+    orders = list(_interleavings(senders))
+    assert len(orders) == math.factorial(8) // (6 * 6) == 1120  # 8! / (1! 3! 1! 3!)
+    writer = apply(db, [online(0), online(0, W2)])
+    # The first order is the stamps' order: check it by hand.
+    writer.apply([e for e in map(from_celery, orders[0]) if e])
+    t = qa.tasks(db, now=NOW).iloc[0]
+    assert t["status"] == ("completed" if final == "succeeded" else "failed")
+    assert t["worker_id"] == W2 and t["attempts"] == 2
+    assert t["error"] == (None if final == "succeeded" else "ValueError('final')")
+    a = qa.attempts(db, now=NOW)
+    assert a["worker_id"].tolist() == [W1, W2]
+    assert a["outcome"].tolist() == ["failed", "completed" if final == "succeeded" else "failed"]
+    assert a["error"].tolist()[0] == "ValueError('try 0')"
+    assert a["finished_at"].tolist() == [utc(4), utc(3.5)]
+    if final == "succeeded":
+        assert a["run_s"].tolist()[1] == pytest.approx(0.5, abs=1e-6)
+    else:
+        assert a["claimed_at"].tolist()[1].timestamp() == pytest.approx(T0 + 2.8)
+    done = int(final == "succeeded")
+    w = qa.workers(db, now=NOW).set_index("worker_id")
+    assert w.loc[W1, ["tasks_completed", "tasks_failed"]].tolist() == [0, 1]
+    assert w.loc[W2, ["tasks_completed", "tasks_failed"]].tolist() == [done, 1 - done]
+    m = qa.queue_metrics(db, now=NOW)
+    assert m["queue_depth_by_status"].get("queued", 0) == 0
+    assert m["success_rate"] == float(done)  # a fraction
+    expected = _task_story(db, "u-x")
+    # Every other order, each event in a batch of its own: applied in the order it arrived.
+    for i, order in enumerate(orders[1:], start=1):
+        for event in _as(order, f"u-x-{i}"):
+            writer.apply([from_celery(event)])  # type: ignore[list-item]
+        assert _task_story(db, f"u-x-{i}") == expected, [
+            f"{e['type']}@{e['hostname']}" for e in order
+        ]
+    assert_counters_match_history(db)
+    w = qa.workers(db, now=NOW).set_index("worker_id")
+    assert w.loc[W1, "tasks_failed"] == len(orders)
+    assert w.loc[W2, "tasks_completed"] == done * len(orders)
+    assert qa.queue_metrics(db, now=NOW)["queue_depth_by_status"].get("queued", 0) == 0
+
+
+def test_a_late_retry_reported_while_the_next_attempt_runs(db: qa.Store) -> None:
+    # The retry's report arrives while W2 still runs the task: the task stays processing
+    # on W2, and W1's attempt is failed, not abandoned.
+    senders = _late_retry_senders("succeeded")
+    events = [online(0), online(0, W2), *senders[0], *senders[1][:2], *senders[3][:2]]
+    apply(db, [*events, senders[1][2]], batches=len(events) + 1)
+    t = qa.tasks(db, now=T0 + 5).iloc[0]
+    assert t["status"] == "processing" and t["worker_id"] == W2
+    assert t["started_at"].timestamp() == pytest.approx(T0 + 2.8) and pd.isna(t["error"])
+    a = qa.attempts(db, now=T0 + 5)
+    assert a["outcome"].tolist()[0] == "failed" and pd.isna(a["outcome"].tolist()[1])
+    # Read as of a moment before the report: W1's attempt was still open then.
+    early = qa.attempts(db, now=T0 + 3)
+    assert early["outcome"].isna().all()
+
+
+def test_a_chain_of_late_retries_on_three_workers(db: qa.Store) -> None:
+    # autoretry_for on three workers: W1 and W2 each report their retry after the next
+    # attempt started; W3 (a solo worker, reporting in order) succeeds.
+    w3 = "celery@w3"
+    senders = [
+        [ev("task-received", 1, uuid="u-c", name="app.auto", retries=0),
+         ev("task-started", 1.1, uuid="u-c"),
+         ev("task-retried", 2.5, uuid="u-c", exception="KeyError('a')")],
+        [ev("task-received", 1.3, W2, uuid="u-c", name="app.auto", retries=1),
+         ev("task-started", 1.4, W2, uuid="u-c"),
+         ev("task-retried", 2.6, W2, uuid="u-c", exception="KeyError('b')")],
+        [ev("task-received", 1.6, w3, uuid="u-c", name="app.auto", retries=2),
+         ev("task-started", 1.7, w3, uuid="u-c"),
+         ev("task-succeeded", 1.9, w3, uuid="u-c", runtime=0.15)],
+    ]
+    orders = list(_interleavings(senders))
+    assert len(orders) == 1680  # 9! / (3! 3! 3!)
+    writer = apply(db, [online(0), online(0, W2), online(0, w3), *orders[0]])
+    t = qa.tasks(db, now=NOW).iloc[0]
+    assert (t["status"], t["worker_id"], t["attempts"]) == ("completed", w3, 3)
+    a = qa.attempts(db, now=NOW)
+    assert a["worker_id"].tolist() == [W1, W2, w3]
+    assert a["outcome"].tolist() == ["failed", "failed", "completed"]
+    assert a["error"].tolist()[:2] == ["KeyError('a')", "KeyError('b')"]
+    expected = _task_story(db, "u-c")
+    for i, order in enumerate([*random.Random(22).sample(orders, 300), orders[-1]]):
+        for event in _as(order, f"u-c-{i}"):
+            writer.apply([from_celery(event)])  # type: ignore[list-item]
+        assert _task_story(db, f"u-c-{i}") == expected, [
+            f"{e['type']}@{e['hostname']}" for e in order
+        ]
+    assert_counters_match_history(db)

@@ -195,6 +195,21 @@ def test_liveness_thresholds_and_now(aged: qa.Store) -> None:
     assert len(qa.stale_workers(aged, timedelta(minutes=5), now=later)) == 6
 
 
+def test_stale_workers_takes_stale_after_and_its_old_name_warns(aged: qa.Store) -> None:
+    expected = [w.worker_id for w in qa.stale_workers(aged, 100)]
+    assert [w.worker_id for w in qa.stale_workers(aged, stale_after=100)] == expected
+    with pytest.warns(DeprecationWarning, match=r"stale_workers\(after=...\) is deprecated"):
+        old = qa.stale_workers(aged, after=100)
+    assert [w.worker_id for w in old] == expected
+    with pytest.warns(DeprecationWarning):
+        old = qa.stale_workers(aged, after="100s", now=T0 - 800)
+    assert [w.worker_id for w in old] == ["age1000"]
+    with pytest.raises(TypeError, match="both stale_after= and its old name after="):
+        qa.stale_workers(aged, stale_after=100, after=200)
+    with pytest.raises(ValueError, match="stale_after"):
+        qa.stale_workers(aged, stale_after="soon")
+
+
 @pytest.mark.parametrize(
     ("age", "state"),
     [

@@ -223,7 +223,11 @@ def test_migrates_an_older_store(
     with qa.connect(db_path, readonly=True) as ro:
         assert ro.schema_version == SCHEMA_VERSION
         assert qa.get_worker(ro, "w1").capabilities == {"gpu": True}
+    # Opened for writing, it is read as it is too, and migrated on the first write.
     with qa.connect(db_path, clock=clock) as db:
+        assert db.schema_version == SCHEMA_VERSION
+        assert qa.get_worker(db, "w1").capabilities == {"gpu": True}
+        qa.heartbeat(db, "w1")
         assert db.schema_version == SCHEMA_VERSION + 1
         assert "notes" in _tables(db.conn)
         assert qa.get_worker(db, "w1").capabilities == {"gpu": True}
@@ -234,8 +238,9 @@ def test_migrates_an_older_store(
 def test_failed_migration_rolls_back(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     qa.connect(db_path).close()
     _two_step(monkeypatch, "CREATE TABLE half (x);\nCREATE TABLE workers (x);")
-    with pytest.raises(qa.StoreError, match="migrating the schema") as info:
-        qa.connect(db_path)
+    with pytest.raises(qa.StoreError, match="migrating the schema") as info:  # noqa: SIM117
+        with qa.connect(db_path) as db:
+            db.prepare_writes()
     assert "already exists" in str(info.value)
     conn = sqlite3.connect(db_path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

@@ -133,6 +133,62 @@ def test_fake_clock_advances_and_sets() -> None:
     assert clock() == 5.0
 
 
+@pytest.mark.parametrize(
+    "start",
+    [
+        1_704_067_200,
+        1_704_067_200.0,
+        np.float64(1_704_067_200.0),
+        "2024-01-01T00:00:00Z",
+        "2024-01-01 01:00:00+01:00",
+        "2024-01-01",
+        datetime(2024, 1, 1, tzinfo=UTC),
+        datetime(2024, 1, 1),  # naive: UTC, as the reads take it
+        pd.Timestamp("2024-01-01", tz="UTC"),
+        np.datetime64("2024-01-01T00:00:00"),
+    ],
+)
+def test_fake_clock_takes_the_times_the_reads_take(start: object) -> None:
+    clock = qa.FakeClock(start)  # type: ignore[arg-type]
+    assert clock() == 1_704_067_200.0 and isinstance(clock(), float)
+    assert clock() == resolve_time(start, now=0.0)
+    other = qa.FakeClock()
+    other.set(start)  # type: ignore[arg-type]
+    assert other() == clock()
+    clock.advance(pd.Timedelta("1h"))
+    clock.advance("30min")
+    assert clock() == 1_704_067_200.0 + 5400
+
+
+@pytest.mark.parametrize(
+    ("start", "error"),
+    [
+        ("soon", ValueError),
+        (math.nan, ValueError),
+        (math.inf, ValueError),
+        ("3000-01-01", ValueError),
+        (True, TypeError),
+        (timedelta(hours=1), TypeError),  # a duration is not a moment
+        (None, TypeError),
+    ],
+)
+def test_fake_clock_refuses_what_is_not_a_time(start: object, error: type) -> None:
+    with pytest.raises(error, match="start"):
+        qa.FakeClock(start)  # type: ignore[arg-type]
+    clock = qa.FakeClock(5.0)
+    with pytest.raises(error, match="when"):
+        clock.set(start)  # type: ignore[arg-type]
+    assert clock() == 5.0
+
+
+def test_fake_clock_does_not_advance_past_the_supported_range() -> None:
+    clock = qa.FakeClock("2262-04-10")
+    with pytest.raises(ValueError, match="supported time range"):
+        clock.advance("7d")
+    assert clock() == to_epoch("2262-04-10")
+    assert repr(clock) == f"FakeClock({clock()!r})"
+
+
 def test_fake_clock_default_start_and_system_clock() -> None:
     assert qa.FakeClock()() == 1_700_000_000.0
     before = datetime.now(UTC).timestamp()

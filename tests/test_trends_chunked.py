@@ -191,3 +191,120 @@ def test_batch_counts_paths_agree(span: int, middle: int) -> None:
         np.testing.assert_array_equal(got_codes[i], want[f"c{i}"].to_numpy())
     np.testing.assert_array_equal(got_counts, want[0].to_numpy())
     assert got_counts.dtype == np.int64
+
+
+# -- freq=None: one row per group for the whole window ---------------------------------------
+def _ts(seconds: float) -> pd.Timestamp:
+    return as_utc(np.array([seconds])).iloc[0]  # microseconds, as frames hold them
+
+
+def _whole_window_start(rows: pd.DataFrame, lo: float | None) -> float:
+    return float(rows["at"].min()) if lo is None else lo
+
+
+@pytest.mark.parametrize("level", ["task", "attempt"])
+@pytest.mark.parametrize("by", BYS)
+def test_success_rate_whole_window_matches_an_independent_count(
+    history: tuple[qa.Store, list[dict[str, Any]]], level: str, by: Any
+) -> None:
+    db, windows = history
+    keys = _keys(by)
+    statuses = ("completed", "failed") if level == "task" else ("completed", "failed", "abandoned")
+    for window in windows:
+        lo, hi, _at = resolve_window(db, *(window.get(k) for k in ("since", "until", "now")))
+        rows = _rows(db, level, statuses, lo, hi)
+        got = qa.success_rate(db, freq=None, by=by, level=level, **window)
+        assert list(got.columns) == list(qa.success_rate(db, by=by, level=level).columns)
+        if rows.empty:
+            assert got.empty
+            continue
+        # One row per group, all with the window's start (or its first finish).
+        start = _ts(_whole_window_start(rows, lo))
+        assert (got["bucket"] == start).all() and got["bucket"].dtype == UTC_DTYPE
+        assert not keys or not got.duplicated(keys).any()
+        rows["ok"] = (rows["status"] == "completed").astype("int64")
+        if keys:
+            want = rows.groupby(keys)["ok"].agg(["sum", "size"])
+            got_by = got.set_index(keys)
+            for group, (completed, total) in want.iterrows():
+                one = got_by.loc[group]
+                assert (int(one["completed"]), int(one["total"])) == (completed, total)
+            assert len(got) == len(want)
+        else:
+            assert len(got) == 1
+            assert int(got["completed"].iloc[0]) == int(rows["ok"].sum())
+            assert int(got["total"].iloc[0]) == len(rows)
+        assert (got["failed"] == got["total"] - got["completed"]).all()
+        assert np.allclose(got["rate"], got["completed"] / got["total"])
+        # And the hourly buckets add up to the same totals.
+        hourly = qa.success_rate(db, freq="1h", by=by, level=level, **window)
+        assert int(hourly["total"].sum()) == int(got["total"].sum())
+
+
+@pytest.mark.parametrize("by", BYS)
+def test_throughput_whole_window_matches_an_independent_count(
+    history: tuple[qa.Store, list[dict[str, Any]]], by: Any
+) -> None:
+    db, windows = history
+    keys = _keys(by)
+    for window in windows:
+        lo, hi, _at = resolve_window(db, *(window.get(k) for k in ("since", "until", "now")))
+        rows = _rows(db, "task", ("completed", "failed", "cancelled"), lo, hi)
+        got = qa.throughput(db, freq=None, by=by, **window)
+        if rows.empty:
+            assert got.empty
+            continue
+        start = _ts(_whole_window_start(rows, lo))
+        assert (got["bucket"] == start).all()
+        for key in keys:
+            rows[key] = rows[key].replace("", None)
+        want = rows.groupby([*keys, "status"], dropna=False).size()
+        got_counts = {
+            tuple(None if pd.isna(v) else str(v) for v in row[:-1]): int(row[-1])
+            for row in got[[*keys, "outcome", "count"]].itertuples(index=False)
+        }
+        want_counts = {
+            tuple(None if pd.isna(v) else str(v) for v in (k if isinstance(k, tuple) else (k,))): n
+            for k, n in want.items()
+        }
+        assert got_counts == want_counts
+
+
+def test_whole_window_reads_the_tiers_after_finished_tasks_are_pruned(
+    history: tuple[qa.Store, list[dict[str, Any]]],
+) -> None:
+    db, _windows = history
+    before = qa.success_rate(db, freq=None, by="type")
+    before_level = qa.success_rate(db, freq=None, level="attempt")
+    before_tp = qa.throughput(db, freq=None)
+    first = db.query("SELECT min(finished_at) FROM tasks WHERE status IN ('completed', 'failed')")
+    first_at = float(first[0][0])
+    # An hour-aligned cutoff: the tiers count whole hours, so prune loses no finish.
+    at = db.now() // 3600 * 3600
+    result = qa.maintenance.prune(db, keep="7d", finished_keep="2h", now=at)
+    assert result.tasks_deleted > 0
+    after = qa.success_rate(db, freq=None, by="type")
+    cols = ["type", "completed", "failed", "total"]
+    pd.testing.assert_frame_equal(after[cols], before[cols])
+    # The first finish was deleted: the tiers know it to the hour.
+    hour = _ts(first_at // 3600 * 3600)
+    assert (after["bucket"] == hour).all()
+    assert (before["bucket"] == _ts(first_at)).all()
+    after_level = qa.success_rate(db, freq=None, level="attempt")
+    assert after_level["total"].tolist() == before_level["total"].tolist()
+    after_tp = qa.throughput(db, freq=None)
+    assert after_tp["count"].tolist() == before_tp["count"].tolist()
+    # A window from a whole hour reads that hour from the tiers (a window that starts
+    # inside a pruned hour can only scan what is left of it).
+    since = qa.success_rate(db, freq=None, since=first_at // 3600 * 3600)
+    assert since["bucket"].tolist() == [hour]
+    assert since["total"].tolist() == [before["total"].sum()]
+
+
+def test_whole_window_of_an_empty_store(db: qa.Store) -> None:
+    for frame, like in [
+        (qa.success_rate(db, freq=None, by="type"), qa.success_rate(db, by="type")),
+        (qa.throughput(db, freq=None), qa.throughput(db)),
+    ]:
+        assert frame.empty
+        assert frame.dtypes.to_dict() == like.dtypes.to_dict()

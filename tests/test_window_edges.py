@@ -7,14 +7,13 @@ read long after its last event.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import liveness_reference as reference
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -22,7 +21,7 @@ from click.testing import CliRunner
 import qanalytics as qa
 from qanalytics import capacity
 from qanalytics.cli import main
-from qanalytics.liveness import UNMEASURED_THRESHOLD_S, alive_intervals, outages, uptime
+from qanalytics.liveness import alive_intervals, outages, uptime
 from qanalytics.maintenance import prune
 
 T0 = 1_700_000_000.0  # the fake clock fixture starts here; a multiple of 500 s
@@ -65,19 +64,15 @@ def _beats(db: qa.Store) -> dict[str, list[float]]:
     return out
 
 
-def _threshold(times: list[float]) -> float:
-    gaps = [b - a for a, b in itertools.pairwise(times) if b > a]
-    return 3 * float(np.median(gaps)) if gaps else UNMEASURED_THRESHOLD_S
-
-
 def _reference(
     beats: dict[str, list[float]], now: float, min_gap: float | None = None
 ) -> tuple[dict[str, list[tuple[float, float]]], dict[str, list[tuple[float, float]]]]:
     """(outages, alive stretches) per worker from the whole history, no removals."""
     silent: dict[str, list[tuple[float, float]]] = {}
     alive: dict[str, list[tuple[float, float]]] = {}
+    expected = reference.intervals(beats, now=now)
     for wid, times in beats.items():
-        thr = min_gap if min_gap is not None else _threshold(times)
+        thr = min_gap if min_gap is not None else reference.LATE * expected[wid]
         silent[wid], alive[wid] = [], []
         run_start = times[0]
         for a, b in zip(times, [*times[1:], now], strict=True):

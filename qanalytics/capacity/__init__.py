@@ -11,6 +11,7 @@ from .planning import (
     littles_law,
     plan,
     service_times,
+    understaffed,
 )
 from .queueing import (
     erlang_b,
@@ -36,6 +37,7 @@ __all__ = [
     "plan",
     "servers_needed",
     "service_times",
+    "understaffed",
     "wait_exceeds",
     "wait_exceeds_gg",
     "wait_percentile",

@@ -35,7 +35,7 @@ from .queueing import (
     servers_needed,
 )
 
-__all__ = ["arrival_rates", "fleet", "littles_law", "plan", "service_times"]
+__all__ = ["arrival_rates", "fleet", "littles_law", "plan", "service_times", "understaffed"]
 
 HOUR_S = 3600.0
 DAY_S = 86400.0
@@ -496,7 +496,7 @@ _PLAN_COLUMNS = {
     "offered_load": "float64",
     "workers_alive": "float64",
     "utilization": "float64",
-    "stable": "bool",
+    "stable": "boolean",
     "current_wait_s": "float64",
     "recommended_workers": "Int64",
     "expected_wait_s": "float64",
@@ -552,7 +552,7 @@ def plan(
         :func:`qanalytics.alive_intervals`): none after a silence that started before
         the window. A window with no queue entry, finished attempt or heartbeat (for
         instance one after the store's last event) plans nothing: every row has
-        ``stable`` False, no recommendation and a note saying nothing was observed.
+        ``stable`` NA (unknown), no recommendation and a note saying nothing was observed.
     {now}
     ca2 : float, optional
         Squared coefficient of variation of inter-arrival times. Default: estimated per
@@ -569,8 +569,10 @@ def plan(
         needed on average, as observed), ``workers_alive`` (time-averaged; for
         ``by="type"`` the whole shared fleet), ``utilization`` (busy over alive; for
         ``by="type"`` the share of the fleet's alive time spent on the type),
-        ``stable`` (bool: the workers alive could carry `growth` times the observed
-        load; for ``by="type"`` the fleet carrying all types), ``current_wait_s``
+        ``stable`` (nullable boolean: the workers alive could carry `growth` times the
+        observed load; for ``by="type"`` the fleet carrying all types; NA, unknown rather
+        than overloaded, for an hour with no observations or no known run time),
+        ``current_wait_s``
         (the mean wait with ``floor(workers_alive)`` workers at `growth` times the load,
         ``inf`` when unstable; NaN for ``by="type"``), ``recommended_workers`` (Int64;
         NA when the run time is unknown), ``expected_wait_s`` (mean wait with the
@@ -670,13 +672,13 @@ def plan(
             note = (
                 "nothing observed in the window: no queue entries, finished attempts or heartbeats"
             )
-            stable = False
+            stable: Any = pd.NA  # unknown, not overloaded
         elif not observed[i] > 0:
             note = "not observed in the window"
-            stable = False
+            stable = pd.NA
         elif not (mean_s > 0):
             note = "no finished attempts in the window: run time unknown"
-            stable = lam == 0.0
+            stable = True if lam == 0.0 else pd.NA
         else:
             lam_g, mu = lam * g, 1.0 / mean_s
             ca, cs = float(ca2_values[i]), float(cs2[i])
@@ -739,6 +741,45 @@ def plan(
         }
     )
     return frame
+
+
+def understaffed(plan: pd.DataFrame) -> pd.Series:
+    """Which rows of a capacity plan had fewer workers alive than recommended.
+
+    The one definition of "short of workers", used by notebooks and the report alike: the
+    time-averaged workers alive below the recommendation, unrounded (25.96 alive against
+    26 recommended is short). Show the mean alive with enough decimals to match
+    (``25.96``, not ``26.0``).
+
+    Parameters
+    ----------
+    plan : pandas.DataFrame
+        From :func:`plan`: ``recommended_workers`` and ``workers_alive``.
+
+    Returns
+    -------
+    pandas.Series of bool
+        True where ``workers_alive < recommended_workers``; False where either is
+        missing (an hour with no observations is unknown, not short).
+
+    Raises
+    ------
+    ValueError
+        If `plan` lacks one of the two columns.
+
+    Examples
+    --------
+    >>> import qanalytics as qa
+    >>> with qa.connect("data/sample.db", readonly=True, clock="latest") as db:
+    ...     short = qa.capacity.understaffed(qa.capacity.plan(db))  # doctest: +SKIP
+    """
+    missing = [c for c in ("recommended_workers", "workers_alive") if c not in plan.columns]
+    if missing:
+        raise ValueError(f"understaffed(): plan is missing column(s) {', '.join(missing)}")
+    recommended = pd.to_numeric(plan["recommended_workers"], errors="coerce").astype("float64")
+    alive = pd.to_numeric(plan["workers_alive"], errors="coerce").astype("float64")
+    short = (recommended > alive) & recommended.notna() & alive.notna()
+    return short.astype(bool).rename("understaffed")
 
 
 @share_docs

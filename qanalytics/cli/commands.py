@@ -48,6 +48,8 @@ from .._version import __version__
 from ..errors import QAnalyticsError
 from .live import watch
 from .output import (
+    COLUMNS_KEY,
+    NOTES_KEY,
     emit_frame,
     emit_result,
     epoch_text,
@@ -97,6 +99,7 @@ else:
 STALE_DEFAULT = "5min"
 
 __all__ = [
+    "DEFAULT_SINCE",
     "EXIT_PROBLEMS",
     "EXIT_STALE",
     "EXIT_USER_ERROR",
@@ -110,6 +113,9 @@ EXIT_USER_ERROR = 2
 EXIT_STALE = 1
 #: Exit status of ``qanalytics check`` when the store has a problem.
 EXIT_PROBLEMS = 1
+#: The window every command that looks back (outages, failed, success-rate, worker, report)
+#: opens by default, so that they tell one story: a flapping worker shows in all of them.
+DEFAULT_SINCE = "7d"
 #: A read command warns when the store's last event is older than this (seconds).
 OLD_STORE_AFTER_S = 86400.0
 
@@ -166,6 +172,8 @@ def _flush_warnings(ctx: click.Context) -> None:
 
     A command that fails prints only its one ``Error:`` line, never warnings.
     """
+    for text in dict.fromkeys(ctx.meta.pop(NOTES_KEY, [])):
+        click.echo(f"Note: {text}", err=True)
     for text in dict.fromkeys(ctx.meta.pop(_WARNINGS, [])):
         click.echo(f"Warning: {text}", err=True)
 
@@ -235,6 +243,23 @@ def _db_option(f: F) -> F:
     )(f)
 
 
+def _set_columns(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:
+        ctx.meta[COLUMNS_KEY] = [c.strip() for c in value.split(",") if c.strip()]
+
+
+def _columns_option(f: F) -> F:
+    return click.option(
+        "--columns",
+        metavar="A,B,...",
+        default=None,
+        expose_value=False,
+        callback=_set_columns,
+        help="The columns to show, in this order (e.g. worker_id,state,since_heartbeat). "
+        "Without it a table fits the terminal's width, leaving columns out and saying so.",
+    )(f)
+
+
 def _now_option(f: F) -> F:
     return click.option(
         "--now",
@@ -278,7 +303,9 @@ _NOT_ASKED = object()
 
 
 def _open(db_path: str | None, *, readonly: bool = True, now: Any = _NOT_ASKED) -> Store:
-    """Open the store; a read command passes its ``--now`` to be warned about an old file."""
+    """Open the store; a command that asks about "now" passes its ``--now``, to be warned
+    about an old file (writers too: ``prune --keep 1d`` on a copy would roll up all of it).
+    """
     path = _require_path(db_path)
     if not readonly:
         # A writer would create a missing file; check it is an existing store first.
@@ -346,9 +373,9 @@ def main() -> None:
     """Understand a SQLite-backed task queue: workers, outages, metrics.
 
     Every command reads the store named by --db (or QANALYTICS_DB) read-only, except
-    requeue-orphans, simulate, prune, vacuum, checkpoint and record. Exit status 2 means a
-    user error (printed as one line). Tables show durations as text ('2 min 5 s',
-    '32 h 26 min'); JSON and CSV keep seconds.
+    requeue-orphans, simulate, prune, summarize, vacuum, checkpoint, migrate and record.
+    Exit status 2 means a user error (printed as one line). Tables show durations as text
+    ('2 min 5 s', '32 h 26 min'); JSON and CSV keep seconds.
     """
 
 
@@ -362,6 +389,7 @@ def main() -> None:
 )
 @click.option("--include-removed", is_flag=True, help="Also list removed workers.")
 @_format_option()
+@_columns_option
 @_now_option
 @_watch_option
 @click.pass_context
@@ -400,6 +428,7 @@ def workers_command(
     help="A worker silent for longer than this is stale.",
 )
 @_format_option()
+@_columns_option
 @_now_option
 @_watch_option
 @click.pass_context
@@ -441,7 +470,7 @@ def stale_command(
 
 @main.command("outages", short_help="Heartbeat silences and the tasks held.")
 @_db_option
-@click.option("--since", type=TIME, default="24h", show_default=True, help=_TIME_HELP)
+@click.option("--since", type=TIME, default=DEFAULT_SINCE, show_default=True, help=_TIME_HELP)
 @click.option("--until", type=TIME, default=None, help=_TIME_HELP)
 @click.option(
     "--min-gap",
@@ -450,6 +479,7 @@ def stale_command(
     help="A silence longer than this is an outage [default: 3x each worker's median interval].",
 )
 @_format_option()
+@_columns_option
 @_now_option
 def outages_command(
     db_path: str | None,
@@ -525,7 +555,7 @@ def metrics_command(
     multiple=True,
     help="Group by task type and/or worker (repeatable).",
 )
-@click.option("--since", type=TIME, default="7d", show_default=True, help=_TIME_HELP)
+@click.option("--since", type=TIME, default=DEFAULT_SINCE, show_default=True, help=_TIME_HELP)
 @click.option("--until", type=TIME, default=None, help=_TIME_HELP)
 @click.option(
     "--level",
@@ -542,6 +572,7 @@ def metrics_command(
     help="Confidence level of the Wilson interval.",
 )
 @_format_option()
+@_columns_option
 @_now_option
 def success_rate_command(
     db_path: str | None,
@@ -594,6 +625,7 @@ def _orphan_frame(found: list[Any]) -> pd.DataFrame:
 )
 @click.option("--dry-run", is_flag=True, help="List what would be taken back; change nothing.")
 @_format_option()
+@_columns_option
 @_now_option
 def requeue_orphans_command(
     db_path: str | None, stale_after: float, dry_run: bool, fmt: str, now: str | None
@@ -604,7 +636,7 @@ def requeue_orphans_command(
     task out of attempts ends failed instead of queued. With --dry-run the store is opened read-only
     and nothing changes.
     """
-    with _open(db_path, readonly=dry_run) as db:
+    with _open(db_path, readonly=dry_run, now=now) as db:
         at = db.resolve_now(_time_arg(now))
         planned = tasks.find_orphans(db, stale_after=stale_after, now=at)
         if dry_run:
@@ -660,7 +692,7 @@ def simulate_command(
 
 @main.command("report", short_help="Write the HTML report for a capacity-planning review.")
 @_db_option
-@click.option("--since", type=TIME, default="7d", show_default=True, help=_TIME_HELP)
+@click.option("--since", type=TIME, default=DEFAULT_SINCE, show_default=True, help=_TIME_HELP)
 @_now_option
 @click.option(
     "-o",
@@ -736,7 +768,7 @@ def prune_command(
     throughput keep counting them, other metrics lose them. Running it again with the
     same --now changes nothing.
     """
-    with _open(db_path, readonly=False) as db:
+    with _open(db_path, readonly=False, now=now) as db:
         result = upkeep.prune(
             db, keep=keep, finished_keep=finished_keep, batch=batch, now=_time_arg(now)
         )
@@ -774,7 +806,7 @@ def summarize_command(db_path: str | None, lag: float, fmt: str, now: str | None
     it every few minutes to hours (prune runs it up to its own cutoff). Raw beats are
     kept; running it again changes nothing until new beats age past the lag.
     """
-    with _open(db_path, readonly=False) as db:
+    with _open(db_path, readonly=False, now=now) as db:
         bar = fmt == "table" and sys.stderr.isatty()  # a progress bar only for a person
         result = upkeep.summarize(db, lag=lag, now=_time_arg(now), progress=bar)
     if fmt == "json":
@@ -840,6 +872,26 @@ def checkpoint_command(db_path: str | None, mode: str) -> None:
         f"{result.mode} checkpoint: {result.checkpointed_frames} of {result.wal_frames} "
         f"WAL frame(s) copied{busy}."
     )
+
+
+@main.command("migrate", short_help="Bring the store's schema up to date now (writes).")
+@_db_option
+def migrate_command(db_path: str | None) -> None:
+    """Migrate an older schema and switch the file to WAL mode, without writing a row.
+
+    Any write does this first; reading never does, so opening a copy to look at it leaves
+    the file as it was.
+    """
+    with _open(db_path, readonly=False) as db:
+        before = db.schema_version
+        changed = db.prepare_writes()
+        after = db.schema_version
+    if not changed:
+        click.echo(f"Nothing to do: schema version {after}, ready for writing.")
+    elif before != after:
+        click.echo(f"Migrated the schema from version {before} to {after}.")
+    else:
+        click.echo(f"Schema version {after} is current; set the file up for writing.")
 
 
 @main.command("check", short_help="Check the file and the queue's invariants; exit 1 if bad.")
@@ -955,6 +1007,7 @@ def record_celery_command(
         kinds = ", ".join(f"{n:,} {kind}" for kind, n in sorted(totals.by_kind.items()))
         click.echo(
             f"Stopped: {totals.applied:,} events recorded ({kinds or 'none'}), "
-            f"{totals.duplicates:,} duplicates, {totals.ignored:,} ignored.",
+            f"{totals.unchanged:,} changed nothing (repeated or already known),"
+            f" {totals.ignored:,} ignored.",
             err=True,
         )

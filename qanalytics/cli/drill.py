@@ -17,9 +17,11 @@ import click
 from .._lazy import lazy_function, lazy_module
 from .commands import (
     _TIME_HELP,
+    DEFAULT_SINCE,
     DURATION,
     TIME,
     CLIError,
+    _columns_option,
     _db_option,
     _format_option,
     _moment,
@@ -33,12 +35,15 @@ from .output import emit_frame, human_duration, record_table
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .._suggest import known_task_types, unknown_message
     from ..export import frame_records, plain, safe_text
     from ..read import frames, liveness
     from ..read.common import resolve_window
     from ..store import Store
 else:  # loaded when a command runs, not for --help
     pd = lazy_module("pandas")
+    known_task_types = lazy_function("qanalytics._suggest", "known_task_types")
+    unknown_message = lazy_function("qanalytics._suggest", "unknown_message")
     frame_records = lazy_function("qanalytics.export", "frame_records")
     plain = lazy_function("qanalytics.export", "plain")
     safe_text = lazy_function("qanalytics.export", "safe_text")
@@ -46,7 +51,7 @@ else:  # loaded when a command runs, not for --help
     liveness = lazy_module("qanalytics.read.liveness")
     resolve_window = lazy_function("qanalytics.read.common", "resolve_window")
 
-__all__ = ["failed_command", "task_command", "worker_command"]
+__all__ = ["failed_by_error", "failed_command", "task_command", "worker_command"]
 
 _ATTEMPT_COLUMNS = [
     "attempt",
@@ -127,7 +132,7 @@ def task_command(task_id: int, db_path: str | None, fmt: str, now: str | None) -
 @click.option(
     "--since",
     type=TIME,
-    default="24h",
+    default=DEFAULT_SINCE,
     show_default=True,
     help="Window for the failure rate, heartbeat gaps and outages. " + _TIME_HELP,
 )
@@ -167,7 +172,9 @@ def worker_command(
         fleet = frames.workers(db, now=at, include_removed=True)
         mine = fleet[fleet["worker_id"] == worker_id].reset_index(drop=True)
         if mine.empty:
-            raise CLIError(f"no worker {worker_id!r} in the store as of {_moment(at)}")
+            known = [str(w) for w in fleet["worker_id"]]
+            message = unknown_message("worker", worker_id, known)
+            raise CLIError(message.replace("in the store", f"in the store as of {_moment(at)}"))
         mine = mine.drop(columns=["capabilities"], errors="ignore")
         held = mine["current_task_id"].dropna().tolist()
         task = (
@@ -274,27 +281,43 @@ def _window_summary(
 
 @main.command("failed", short_help="Tasks that failed for good, with their errors.")
 @_db_option
-@click.option("--since", type=TIME, default="24h", show_default=True, help=_TIME_HELP)
+@click.option("--since", type=TIME, default=DEFAULT_SINCE, show_default=True, help=_TIME_HELP)
 @click.option("--until", type=TIME, default=None, help=_TIME_HELP)
 @click.option("--type", "types", multiple=True, help="Only tasks of this type (repeatable).")
+@click.option(
+    "--by",
+    type=click.Choice(["task", "error"]),
+    default="task",
+    show_default=True,
+    help="One row per task, or one per distinct error (type, error, tasks, first, last).",
+)
 @_format_option()
+@_columns_option
 @_now_option
 def failed_command(
     db_path: str | None,
     since: str,
     until: str | None,
     types: tuple[str, ...],
+    by: str,
     fmt: str,
     now: str | None,
 ) -> None:
     """Tasks that ended failed (out of attempts, or failed for good) in the window, newest
-    first, with the error of their last attempt.
+    first, with the error of their last attempt; --by error groups them by error, most
+    frequent first, as the report does.
 
     The window applies to when the task finished; use ``qanalytics task ID`` for every
-    attempt of one of them.
+    attempt of one of them. A --type the store does not hold is an error naming close
+    matches.
     """
     with _open(db_path, now=now) as db:
         lo, hi, at = resolve_window(db, _time_arg(since), _time_arg(until), _time_arg(now))
+        if types:
+            known = known_task_types(db)
+            for name in types:
+                if name not in known:
+                    raise CLIError(unknown_message("task type", name, known))
         found = frames.tasks(db, status="failed", types=list(types) or None, now=at)
     finished = found["finished_at"]
     keep = finished <= pd.Timestamp(hi, unit="s", tz="UTC")
@@ -306,6 +329,59 @@ def failed_command(
         .reset_index(drop=True)
     )
     span = f"{_moment(lo) if lo is not None else 'the first task'} and {_moment(hi)}"
+    if by == "error":
+        errors = failed_by_error(failed)
+        if fmt == "table" and not errors.empty:
+            click.echo(
+                f"{len(failed)} task(s) failed between {span}, "
+                f"with {len(errors)} distinct error(s):"
+            )
+        emit_frame(errors, fmt, empty=f"No tasks failed between {span}.")
+        return
     if fmt == "table" and not failed.empty:
         click.echo(f"{len(failed)} task(s) failed between {span}:")
     emit_frame(failed, fmt, empty=f"No tasks failed between {span}.")
+
+
+def failed_by_error(failed: pd.DataFrame) -> pd.DataFrame:
+    """Failed tasks grouped by type and error: how many, first and last finish.
+
+    Parameters
+    ----------
+    failed : pandas.DataFrame
+        Rows of :func:`qanalytics.tasks` (``type``, ``error``, ``id``, ``finished_at``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``type``, ``error`` (``"(no message)"`` when empty), ``tasks`` (int64),
+        ``first_failed_at``, ``last_failed_at``; most tasks first, then newest.
+    """
+    columns = ["type", "error", "tasks", "first_failed_at", "last_failed_at"]
+    if failed.empty:
+        return pd.DataFrame(
+            {
+                "type": pd.Series([], dtype=object),
+                "error": pd.Series([], dtype=object),
+                "tasks": pd.Series([], dtype="int64"),
+                "first_failed_at": pd.Series([], dtype=failed["finished_at"].dtype),
+                "last_failed_at": pd.Series([], dtype=failed["finished_at"].dtype),
+            }
+        )[columns]
+    work = failed.assign(
+        type=failed["type"].astype(str),
+        error=failed["error"].fillna("").astype(str).replace("", "(no message)"),
+    )
+    grouped = (
+        work.groupby(["type", "error"], sort=False)
+        .agg(
+            tasks=("id", "size"),
+            first_failed_at=("finished_at", "min"),
+            last_failed_at=("finished_at", "max"),
+        )
+        .reset_index()
+        .sort_values(["tasks", "last_failed_at"], ascending=False, kind="stable")
+        .reset_index(drop=True)
+    )
+    grouped["tasks"] = grouped["tasks"].astype("int64")
+    return grouped[columns]

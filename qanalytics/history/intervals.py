@@ -233,15 +233,23 @@ def _first_beats(db: Store, now: float, keys: list[int]) -> dict[int, np.ndarray
     for i in range(0, len(keys), _KEYS_PER_QUERY):
         part = keys[i : i + _KEYS_PER_QUERY]
         marks = ", ".join("?" for _ in part)
-        # Each worker's first beats through the (worker_key, at) index.
-        rows = db.query(
-            "SELECT w.worker_key, h.at FROM workers w JOIN heartbeats h ON h.rowid IN"
-            " (SELECT h2.rowid FROM heartbeats h2 WHERE h2.worker_key = w.worker_key"
-            " AND h2.at <= ? ORDER BY h2.at LIMIT ?)"
-            f" WHERE w.worker_key IN ({marks})",
-            [now, LEARN_BEATS, *part],
-            action="read each worker's first beats",
-        )
+        # Each worker's first beats through the (worker_key, at) index: a correlated
+        # LIMIT per worker (SQLite by rowid, PostgreSQL by a lateral join).
+        if db.dialect == "postgresql":
+            sql = (
+                "SELECT w.worker_key, h.at FROM workers w CROSS JOIN LATERAL"
+                " (SELECT h2.at FROM heartbeats h2 WHERE h2.worker_key = w.worker_key"
+                " AND h2.at <= ? ORDER BY h2.at LIMIT ?) h"
+                f" WHERE w.worker_key IN ({marks})"
+            )
+        else:
+            sql = (
+                "SELECT w.worker_key, h.at FROM workers w JOIN heartbeats h ON h.rowid IN"
+                " (SELECT h2.rowid FROM heartbeats h2 WHERE h2.worker_key = w.worker_key"
+                " AND h2.at <= ? ORDER BY h2.at LIMIT ?)"
+                f" WHERE w.worker_key IN ({marks})"
+            )
+        rows = db.query(sql, [now, LEARN_BEATS, *part], action="read each worker's first beats")
         for key, at in rows:
             out.setdefault(int(key), []).append(float(at))
     return {k: np.sort(np.asarray(v, dtype="float64")) for k, v in out.items()}
@@ -262,15 +270,15 @@ def _learned(
         todo = []
         for key in keys:
             if key in remembered:
-                value, at = remembered[key]
-                if at <= now:
+                value, known_at = remembered[key]
+                if known_at <= now:
                     found[key] = value
                 # Learned after `now`: as of `now` the worker had too few gaps.
             else:
                 todo.append(key)
     empty = np.array([], dtype="float64")
-    for key, at in _first_beats(db, now, todo).items():
-        learned = learn_interval(at, removals.get(key, empty))
+    for key, beats in _first_beats(db, now, todo).items():
+        learned = learn_interval(beats, removals.get(key, empty))
         if learned is not None:
             found[key] = learned[0]
     return found

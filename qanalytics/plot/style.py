@@ -190,10 +190,19 @@ def _format_time_axis(ax: Axes) -> None:
     The formatter's offset text (a date such as ``2026-Jan-07`` at the axis's lower right)
     is switched off: the ticks already name the days, and the offset read as a stray label.
     """
+    lo, hi = ax.dataLim.intervalx
+    if np.isfinite(lo) and np.isfinite(hi) and hi - lo < _MIN_TIME_SPAN_DAYS:
+        # One bucket: matplotlib would pad a zero-width range to years (2025 to 2029).
+        middle = (lo + hi) / 2.0
+        ax.set_xlim(middle - _MIN_TIME_SPAN_DAYS / 2.0, middle + _MIN_TIME_SPAN_DAYS / 2.0)
     locator = mdates.AutoDateLocator(tz=UTC, minticks=3, maxticks=9)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=UTC, show_offset=False))
     ax.set_xlabel(_TIME_LABEL)
+
+
+#: The narrowest time axis, in days: a single bucket is shown over two hours around it.
+_MIN_TIME_SPAN_DAYS = 2.0 / 24.0
 
 
 def _log_number(value: float, _: object = None) -> str:

@@ -51,6 +51,17 @@ __all__ = ["latency", "queue_depth", "retry_outcomes", "success_rate", "throughp
 # --------------------------------------------------------------------------- metrics
 
 
+def _legend_columns(ax: Axes, names: Sequence[str], n: int) -> int:
+    """How many legend columns fit under the axes at the figure's width (1 to 3)."""
+    fig = ax.get_figure(root=True)
+    dpi = float(fig.dpi) if fig is not None else 100.0
+    width_px = float(fig.bbox.width) if fig is not None else 640.0
+    # "small" text is about 6 px a character at 100 dpi, plus the swatch and the gap.
+    longest = max((len(name) for name in names), default=10)
+    per_column = (longest * 6.0 + 60.0) * dpi / 100.0
+    return max(1, min(3, n, int(0.9 * width_px // per_column)))
+
+
 def _percent_text(share: float) -> str:
     """A share as a short percentage: ``100 %``, ``99.2 %``, ``58 %``."""
     percent = share * 100.0
@@ -265,14 +276,19 @@ def success_rate(
     *,
     by: str | Sequence[str] | None = None,
     band: bool | None = None,
+    band_min_total: int = 10,
     ax: Axes | None = None,
     **kwargs: Any,
 ) -> Axes:
     """The success rate over time, one line per group with its confidence band.
 
     The y axis is zoomed to the rates (down to a round percentage below the lowest) so
-    that dips show, and each group's legend entry names its lowest rate; groups are
-    drawn lowest-on-top, so a group that dips is never hidden under steady ones.
+    that dips show, and each group's legend entry flags its worst bucket by the interval,
+    not the point: "dipped below 23 %" is the lowest upper bound (``ci_high``), so a
+    3-of-4 bucket says "below 95 %" while a real incident says far less. Groups are drawn
+    lowest-on-top, so a group that dips is never hidden under steady ones. A bucket where
+    all of fewer than `band_min_total` finished tasks succeeded gets no band: its interval
+    spans most of the axis and would read as a dip while the rate stays 100 %.
 
     Parameters
     ----------
@@ -286,6 +302,9 @@ def success_rate(
         Shade the Wilson interval between ``ci_low`` and ``ci_high`` in the line's colour
         (the legend swatch shows line and band). Default: with up to three groups; more
         bands overlap into a blur.
+    band_min_total : int, default 10
+        A bucket with fewer finished tasks (``total``, when the frame has it), all of
+        which succeeded, is drawn without a band.
     {ax}
     **kwargs
         Passed to :meth:`~matplotlib.axes.Axes.plot`.
@@ -326,6 +345,19 @@ def success_rate(
         else np.nan
         for level in levels
     }
+    highs = _floats(frame["ci_high"])
+    # The flag is the interval's: the lowest upper bound is what the data are sure of.
+    worst = {
+        level: float(np.nanmin(highs[(labels == level).to_numpy()]))
+        if np.isfinite(highs[(labels == level).to_numpy()]).any()
+        else np.nan
+        for level in levels
+    }
+    totals = (
+        _floats(frame["total"]) if "total" in frame.columns else np.full(len(frame), np.inf)
+    )
+    # Few tasks and none failed: the interval reaches far below a rate that stayed 100 %.
+    thin_all = (totals < band_min_total) & (rates >= 1.0)
     # The lowest group on top: a dip is never hidden under a steady line.
     ranked = sorted(levels, key=lambda level: -lowest[level] if np.isfinite(lowest[level]) else 0)
     entries: list[Any] = []
@@ -343,17 +375,18 @@ def success_rate(
         }
         options.update(kwargs)
         (line,) = ax.plot(x, _floats(part["rate"]), **options)
+        thin = thin_all[(labels == level).to_numpy()]
         name = str(line.get_label())
-        if groups and np.isfinite(lowest[level]):
-            name += f" (lowest {_percent_text(lowest[level])})"
+        if groups and np.isfinite(worst[level]) and worst[level] < 1.0:
+            name += f" (dipped below {_percent_text(worst[level])})"
         swatch = Patch(facecolor=line.get_color(), alpha=band_alpha, linewidth=0)
         entries.append((swatch, line) if band and groups else line)
         names.append(name)
         if band:
             ax.fill_between(
                 x,
-                _floats(part["ci_low"]),
-                _floats(part["ci_high"]),
+                np.where(thin, np.nan, _floats(part["ci_low"])),
+                np.where(thin, np.nan, _floats(part["ci_high"])),
                 color=line.get_color(),
                 alpha=band_alpha,
                 linewidth=0,
@@ -365,10 +398,12 @@ def success_rate(
         names.append("confidence band")
     outside = len(levels) > 3
     if outside:
+        # Below the axes in columns: on the right, long names took a third of the width.
         _fit_figure(ax)
         placement: dict[str, Any] = {
-            "loc": "upper left",
-            "bbox_to_anchor": (1.01, 1.0),
+            "loc": "upper center",
+            "bbox_to_anchor": (0.5, -0.14),
+            "ncol": _legend_columns(ax, names, len(levels)),
             "borderaxespad": 0.0,
             "frameon": False,
         }

@@ -13,6 +13,9 @@ import numpy as np
 import pandas as pd
 
 from .._docstrings import share_docs
+from .._suggest import check_task_types
+from .._time import parse_duration
+from ..history.intervals import SOURCES, expected_intervals
 from ..history.model import check_worker_id, decode_json
 from ..state import ACTIVE_WITHIN_S, STALE_AFTER_S, check_thresholds, classify_ages
 from ..store import Store
@@ -35,12 +38,16 @@ from .liveness import (
     check_workers,
     horizon,
     mark_horizon,
+    tasks_held_at,
     uses_rollups,
     worker_keys,
 )
 from .rollups import rollup_columns, rollup_totals, stable_read
 
 __all__ = ["attempts", "heartbeats", "tasks", "worker_events", "workers"]
+
+#: Where a worker's expected interval comes from (``interval_source``).
+SOURCE_DTYPE = pd.CategoricalDtype(list(SOURCES))
 
 _NONE = np.array(None, dtype=object)
 
@@ -131,16 +138,77 @@ def _decode(text: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"value": value}
 
 
+def _fixed_thresholds(active_within: Any, stale_after: Any) -> tuple[float | None, float | None]:
+    """The fixed thresholds given (None where the model decides), checked in order."""
+    active_s = None if active_within is None else parse_duration(
+        active_within, name="active_within"
+    )
+    stale_s = None if stale_after is None else parse_duration(stale_after, name="stale_after")
+    if active_s is not None and stale_s is not None:
+        check_thresholds(active_s, stale_s)
+    return active_s, stale_s
+
+
+def _held_at_last_beat(
+    db: Store, keys: np.ndarray, last: np.ndarray, at: float
+) -> tuple[pd.arrays.IntegerArray, pd.Categorical]:
+    """The task each worker held at its last beat, and that task's status as of `at`."""
+    ids: list[Any] = [pd.NA] * len(keys)
+    beat = ~np.isnan(last)
+    idx = np.flatnonzero(beat)
+    if len(idx):
+        beat_task = _last_beat_tasks(db, keys[idx], at)
+        held = tasks_held_at(db, keys[idx], last[idx], beat_task)
+        for i, tasks_of in zip(idx.tolist(), held, strict=True):
+            if tasks_of:
+                ids[i] = max(tasks_of)
+    known = sorted({int(t) for t in ids if t is not pd.NA})
+    status: dict[int, str] = {}
+    if known:
+        found = tasks(db, ids=known, now=at)
+        status = dict(zip(found["id"].tolist(), found["status"].astype(str).tolist(), strict=True))
+    states = [None if t is pd.NA else status.get(int(t)) for t in ids]
+    return pd.array(ids, dtype="Int64"), pd.Categorical(states, dtype=STATUS_DTYPE)
+
+
+def _last_beat_tasks(db: Store, keys: np.ndarray, at: float) -> np.ndarray:
+    """The task named by each worker's last raw beat at or before `at` (-1: none)."""
+    out = np.full(len(keys), -1, dtype="int64")
+    where = {int(k): i for i, k in enumerate(keys.tolist())}
+    for lo in range(0, len(keys), 500):
+        part = keys[lo : lo + 500].tolist()
+        marks = ", ".join("?" for _ in part)
+        rows = db.query(
+            "SELECT w.worker_key, (SELECT h.task_id FROM heartbeats h"
+            " WHERE h.worker_key = w.worker_key AND h.at <= ? ORDER BY h.at DESC LIMIT 1)"
+            f" FROM workers w WHERE w.worker_key IN ({marks})",
+            [at, *part],
+            action="read each worker's last beat's task",
+        )
+        for key, task in rows:
+            if task is not None:
+                out[where[int(key)]] = int(task)
+    return out
+
+
 @share_docs
 def workers(
     db: Store,
     *,
     now: Any = None,
-    active_within: Any = ACTIVE_WITHIN_S,
-    stale_after: Any = STALE_AFTER_S,
+    active_within: Any = None,
+    stale_after: Any = None,
     include_removed: bool = False,
 ) -> pd.DataFrame:
     """One row per worker, with its liveness state as of `now`.
+
+    The state follows the liveness model (:mod:`qanalytics.history.intervals`): each
+    worker has an expected beat interval ``I`` (declared, learned from its own beats,
+    the fleet's, or 30 s), and is ``active`` while its silence is at most ``3 I`` (the
+    outage threshold of :func:`qanalytics.outages`), ``late`` up to ``10 I`` and
+    ``stale`` beyond. So with the default arguments no worker is active while an
+    outage of it is ongoing, and every stale worker is in one. Fixed thresholds in
+    seconds (the classic API's 60 s and 300 s) replace the model's.
 
     Point-in-time values come from indexes: the last beat is the registry's
     ``last_heartbeat_at`` when that is not after `now`, else the latest beat at or before
@@ -154,11 +222,12 @@ def workers(
     ----------
     {db}
     {now}
-    active_within : float or str, default 60
-        A worker whose last beat is at most this old is ``active``.
-    stale_after : float or str, default 300
+    active_within : float, str or None, default None
+        A worker whose last beat is at most this old is ``active``; None: three of the
+        worker's expected intervals.
+    stale_after : float, str or None, default None
         A worker whose last beat is more than this old is ``stale``; in between it is
-        ``late``.
+        ``late``; None: ten of the worker's expected intervals.
     include_removed : bool, default False
         Whether to list workers removed as of `now` (state ``removed``).
 
@@ -171,8 +240,13 @@ def workers(
         so far, raw and rolled up into minutes by :func:`qanalytics.maintenance.prune`
         alike), ``current_task_id`` (Int64: the most recently claimed task still open),
         ``tasks_completed``, ``tasks_failed`` (int64: the worker's completed and failed
-        attempts), ``capabilities`` (dict), then one ``cap_<key>`` column per top-level
-        capability key. Sorted by worker id.
+        attempts), ``interval_s`` (float: the expected beat interval) and
+        ``interval_source`` (category: declared / learned / fleet / default),
+        ``held_task_id`` (Int64: the task the worker held at its last beat, the newest
+        when it held several, also once that task was requeued or finished elsewhere)
+        and ``held_task_status`` (category: that task's status as of `now`),
+        ``capabilities`` (dict), then one ``cap_<key>`` column per top-level capability
+        key. Sorted by worker id.
 
     Raises
     ------
@@ -181,9 +255,13 @@ def workers(
     """
     if not isinstance(include_removed, bool):
         raise TypeError(f"include_removed must be a bool, not {type(include_removed).__name__}")
-    active_s, stale_s = check_thresholds(active_within, stale_after)
+    fixed_active, fixed_stale = _fixed_thresholds(active_within, stale_after)
     at = resolve_now(db, now)
     if db.layout == "classic":  # no history: the classic layout has its own reading
+        active_s, stale_s = check_thresholds(
+            ACTIVE_WITHIN_S if fixed_active is None else fixed_active,
+            STALE_AFTER_S if fixed_stale is None else fixed_stale,
+        )
         return classic.workers(
             db, at=at, active_s=active_s, stale_s=stale_s, include_removed=include_removed
         )
@@ -246,7 +324,20 @@ def workers(
     last = np.array([np.nan if r[6] is None else r[6] for r in rows], dtype="float64")
     beat_counts = np.array([r[7] for r in rows], dtype="int64")
     since_s = at - last
-    state = classify_ages(since_s, active_s, stale_s, removed=removed)
+    keys = np.array([int(r[0]) for r in rows], dtype="int64")
+    model = expected_intervals(db, at, keys=keys.tolist())
+    pos = np.searchsorted(model.keys, keys)
+    interval = model.interval_s[pos] if len(keys) else np.array([], dtype="float64")
+    source = model.source[pos] if len(keys) else np.array([], dtype=object)
+    stale_thr = (
+        model.stale_after(keys) if fixed_stale is None else np.full(len(keys), fixed_stale)
+    )
+    active_thr = np.minimum(
+        model.late_after(keys) if fixed_active is None else np.full(len(keys), fixed_active),
+        stale_thr,
+    )
+    state = classify_ages(since_s, active_thr, stale_thr, removed=removed)
+    held_id, held_status = _held_at_last_beat(db, keys, last, at)
     caps = [_decode(r[5]) for r in rows]
     frame = pd.DataFrame(
         {
@@ -260,6 +351,10 @@ def workers(
             "current_task_id": pd.array([r[8] for r in rows], dtype="Int64"),
             "tasks_completed": np.array([r[9] for r in rows], dtype="int64"),
             "tasks_failed": np.array([r[10] for r in rows], dtype="int64"),
+            "interval_s": interval.astype("float64"),
+            "interval_source": pd.Categorical(source, dtype=SOURCE_DTYPE),
+            "held_task_id": held_id,
+            "held_task_status": held_status,
             "capabilities": pd.Series(caps, dtype=object),
         }
     )
@@ -488,9 +583,16 @@ def tasks(
         ``external_id`` (object: the id the task has in the queue it was recorded from,
         such as Celery's task UUID; None for tasks enqueued through qanalytics). Sorted by
         id.
+
+    Warns
+    -----
+    UserWarning
+        For a type in `types` that the store does not hold, naming close matches
+        (``types="emial"``: did you mean 'email'?).
     """
     statuses = _names(status, "status", TASK_STATUSES)
     type_list = _names(types, "types")
+    check_task_types(db, type_list)  # a typo warns, naming close matches
     id_list = _task_ids(ids)
     if db.layout == "classic":  # no per-attempt rows: the classic layout has its own reading
         frame = classic.tasks(

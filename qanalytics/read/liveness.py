@@ -47,6 +47,7 @@ worker silent since before the horizon), so that its silence is still seen.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -80,6 +81,7 @@ __all__ = [
     "alive_intervals",
     "heartbeat_gaps",
     "outages",
+    "unobserved",
     "uptime",
 ]
 
@@ -743,7 +745,8 @@ def _map_liveness(
     """
     removals = removal_times(db, now)
     rule = _rule(db, since, now, min_gap, removals)
-    groups = _key_groups(db, now) or [None]
+    found = _key_groups(db, now)
+    groups: list[list[int] | None] = list(found) if found else [None]
 
     def read() -> tuple[list[_T], float | None]:
         out: list[_T] = []
@@ -916,6 +919,7 @@ def outages(
     since: Any = None,
     until: Any = None,
     now: Any = None,
+    include_unobserved: bool = False,
 ) -> pd.DataFrame:
     """One row per silence episode: when each worker went quiet and what it held.
 
@@ -933,6 +937,11 @@ def outages(
         before `since` and is still going (or ended inside the window) is included,
         with its true `start`.
     {now}
+    include_unobserved : bool, default False
+        Also list the silences that fell mostly while no recorder was listening
+        (``ended_by="not observed"``): time nobody listened to is not evidence that a
+        worker was down, so by default they are left out; :func:`unobserved` lists the
+        stretches themselves.
 
     Returns
     -------
@@ -958,6 +967,10 @@ def outages(
     ``attrs["raw_history_starts_at"]`` says where raw history starts.
     """
     db.require("heartbeat_history", "outages()")
+    if not isinstance(include_unobserved, bool | np.bool_):
+        raise TypeError(
+            f"include_unobserved must be True or False, not {include_unobserved!r}"
+        )
     lo, hi, at = resolve_window(db, since, until, now)
     wk = worker_keys(db, at)
 
@@ -992,7 +1005,7 @@ def outages(
         np.concatenate([p[i] for p in parts]) for i in range(6)
     )
     held = np.empty(len(key), dtype=object)
-    held[:] = _tasks_held(db, key, start, beat_task)
+    held[:] = tasks_held_at(db, key, start, beat_task)
     frame = pd.DataFrame(
         {
             "worker_id": wk.categorical(key),
@@ -1007,8 +1020,63 @@ def outages(
             ),
         }
     )
+    if not include_unobserved:
+        frame = frame[frame["ended_by"] != "not observed"]
     frame = frame.sort_values(["worker_id", "start"], kind="stable").reset_index(drop=True)
     return mark_horizon(frame, horizon_at)
+
+
+@share_docs
+def unobserved(
+    db: Store,
+    *,
+    since: Any = None,
+    until: Any = None,
+    now: Any = None,
+) -> pd.DataFrame:
+    """The stretches of time no recorder was listening to, as a frame.
+
+    A store written by a recorder of another queue (:mod:`qanalytics.record`) heard its
+    workers only while the recorder ran. A silence of a worker in a stretch listed here
+    is not evidence of an outage, so :func:`outages` leaves such silences out by
+    default and :func:`uptime` does not count the time. A store written through the
+    qanalytics API directly is always observed: the frame is empty.
+
+    Parameters
+    ----------
+    {db}
+    {since_until}
+        Stretches overlapping this window, clipped to it.
+    {now}
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``start``, ``end`` (UTC) and ``duration_s`` (float), in time order. The stretch
+        before the first listening period starts at the window's start, or at the
+        store's first event for a whole-history read.
+
+    Examples
+    --------
+    >>> import qanalytics as qa
+    >>> db = qa.connect(":memory:")
+    >>> qa.liveness.unobserved(db).empty
+    True
+    """
+    lo, hi, at = resolve_window(db, since, until, now)
+    gaps = unobserved_intervals(db, since=lo, now=at)
+    if gaps and lo is None and math.isinf(gaps[0][0]):
+        first = db.query(
+            "SELECT min(at) FROM worker_events", action="read the store's first event"
+        )
+        start0 = first[0][0] if first and first[0][0] is not None else gaps[0][1]
+        gaps[0] = (min(float(start0), gaps[0][1]), gaps[0][1])
+    kept = [(a, min(b, hi)) for a, b in gaps if a < hi and min(b, hi) > a]
+    start = np.array([a for a, _ in kept], dtype="float64")
+    end = np.array([b for _, b in kept], dtype="float64")
+    return pd.DataFrame(
+        {"start": as_utc(start), "end": as_utc(end), "duration_s": end - start}
+    )
 
 
 def _beat_tasks(db: Store, task: np.ndarray) -> np.ndarray:
@@ -1032,7 +1100,7 @@ def _beat_tasks(db: Store, task: np.ndarray) -> np.ndarray:
 
 #: Beats per query of :func:`_beat_tasks` (bound parameters stay few).
 _KEYS_PER_QUERY = 500
-#: Attempts per batch of :func:`_tasks_held`.
+#: Attempts per batch of :func:`tasks_held_at`.
 _ATTEMPTS_PER_BATCH = 1_000_000
 
 _ATTEMPT_COLUMNS = {
@@ -1093,7 +1161,7 @@ def _minus_unobserved(
     return gaps, keys[-1], starts[-1], ends[-1]
 
 
-def _tasks_held(
+def tasks_held_at(
     db: Store, key: np.ndarray, start: np.ndarray, beat_task: np.ndarray
 ) -> list[list[int]]:
     """Per outage, the ids of tasks its worker held at the outage's start.

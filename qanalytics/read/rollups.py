@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .._docstrings import share_docs
+from .._time import TimeLike, resolve_time
 from ..history.marks import (
     META_HEARTBEAT_BATCHES,
     META_HEARTBEATS_PRUNED_BEFORE,
@@ -49,6 +50,14 @@ _ROLLUP_DTYPES: dict[str, Any] = {
     "last_task_id": "Int64",
 }
 
+
+
+def _moment(db: Store, value: Any, name: str) -> float:
+    # Epoch seconds pass as they are (the read side's hot path); anything else is read
+    # as the reads read times: ISO strings, datetimes, or durations back from the clock.
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        return float(value)
+    return resolve_time(value, now=db.now(), name=name)
 
 
 def as_timestamp(seconds: float | None) -> pd.Timestamp | None:
@@ -162,8 +171,8 @@ def heartbeat_rollups(
 def rollup_columns(
     db: Store,
     *,
-    since: float | None,
-    until: float,
+    since: TimeLike | None,
+    until: TimeLike,
     keys: list[int] | None = None,
     prior: bool = False,
 ) -> dict[str, Any]:
@@ -172,11 +181,12 @@ def rollup_columns(
     Parameters
     ----------
     {db}
-    since : float or None
-        Epoch seconds: rows whose minute ends at or after it (a minute that holds
-        `since` is included whole). None for no lower bound.
-    until : float
-        Epoch seconds: rows whose first beat is at or before it.
+    since : time-like, duration or None
+        Rows whose minute ends at or after it (a minute that holds `since` is included
+        whole). None for no lower bound. Epoch seconds, an ISO string, a datetime, or a
+        duration back from the store clock (``"1d"``), as the reads take times.
+    until : time-like or duration
+        Rows whose first beat is at or before it.
     keys : list of int, optional
         Only these worker keys.
     prior : bool, default False
@@ -202,6 +212,8 @@ def rollup_columns(
         name: np.empty(0, dtype="float64" if kind == "float64" else "int64")
         for name, kind in columns.items()
     }
+    since = None if since is None else _moment(db, since, "since")
+    until = _moment(db, until, "until")
     if (keys is not None and not keys) or not has_table(db, "heartbeat_rollups"):
         return empty
     select = (
@@ -238,21 +250,23 @@ def rollup_columns(
 
 
 @share_docs
-def rollup_totals(db: Store, *, until: float) -> dict[int, tuple[int, float]]:
+def rollup_totals(db: Store, *, until: TimeLike) -> dict[int, tuple[int, float]]:
     """Per worker key, the beats rolled up and the last of them, as of `until`.
 
     Parameters
     ----------
     {db}
-    until : float
-        Epoch seconds. Beats are counted in the minutes whose last beat is at or before
-        it; the last beat is the latest kept (a minute's first or last) at or before it.
+    until : time-like or duration
+        Beats are counted in the minutes whose last beat is at or before it; the last
+        beat is the latest kept (a minute's first or last) at or before it. Epoch
+        seconds, an ISO string, a datetime, or a duration back from the store clock.
 
     Returns
     -------
     dict of int to (int, float)
         ``{worker_key: (beats, last_at)}``; empty for a store without rollups.
     """
+    until = _moment(db, until, "until")
     if not has_table(db, "heartbeat_rollups"):
         return {}
     rows = db.query(

@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._compat import UNSET, renamed_argument
 from .._docstrings import share_docs
 from .._time import parse_duration
+from ..history.intervals import expected_intervals
 from ..history.model import WORKER_COLUMNS, Worker, worker_from_row
 from ..state import ACTIVE_WITHIN_S, STALE_AFTER_S, classify_ages, state_sql
 from ..store import Store
@@ -128,7 +130,9 @@ def _states_at(db: Store, at: float) -> _States:
     return _States(status, type_codes, types, tasks["created_at"].to_numpy(), runnable)
 
 
-def _workers_at(db: Store, at: float, active_s: float, stale_s: float) -> tuple[int, int, int]:
+def _workers_at(
+    db: Store, at: float, active_s: float | None, stale_s: float | None
+) -> tuple[int, int, int]:
     rows = db.query(
         "SELECT w.worker_key,"
         " (SELECT e.event FROM worker_events e WHERE e.worker_key = w.worker_key AND e.at <= ?1"
@@ -138,15 +142,9 @@ def _workers_at(db: Store, at: float, active_s: float, stale_s: float) -> tuple[
         (at,),
         action="read worker states as of now",
     )
-    last = np.array(
-        [np.nan if r[2] is None else r[2] for r in rows if r[1] not in (None, "removed")],
-        dtype="float64",
+    return _count_states(
+        db, at, [(r[0], r[2]) for r in rows if r[1] not in (None, "removed")], active_s, stale_s
     )
-    stale = classify_ages(at - last, active_s, stale_s) == "stale"
-    # Counted apart, as the indexed query counts them: queue_metrics() does not insist
-    # on active_within <= stale_after, and a worker may then count as both.
-    active = classify_ages(at - last, active_s, max(active_s, stale_s)) == "active"
-    return len(last), int(np.count_nonzero(active)), int(np.count_nonzero(stale))
 
 
 @share_docs
@@ -154,8 +152,8 @@ def queue_metrics(
     db: Store,
     *,
     now: Any = None,
-    active_within: Any = ACTIVE_WITHIN_S,
-    stale_after: Any = STALE_AFTER_S,
+    active_within: Any = None,
+    stale_after: Any = None,
 ) -> dict[str, Any]:
     """The queue's health at a glance, as a dict with the classic keys.
 
@@ -170,10 +168,11 @@ def queue_metrics(
     {db}
     {now}
         The moment ages and worker states are judged at; defaults to the store clock.
-    active_within : float or str, default 60
-        A worker that beat at most this long ago is active.
-    stale_after : float or str, default 300
-        A worker silent for longer than this is stale.
+    active_within : float, str or None, default None
+        A worker that beat at most this long ago is active; None: the liveness model's
+        rule (three of the worker's expected intervals), as :func:`qanalytics.workers`.
+    stale_after : float, str or None, default None
+        A worker silent for longer than this is stale; None: ten expected intervals.
 
     Returns
     -------
@@ -200,8 +199,13 @@ def queue_metrics(
     0
     """
     at = db.resolve_now(now)
-    active_s = parse_duration(active_within, name="active_within")
-    stale_s = parse_duration(stale_after, name="stale_after")
+    active_s = None if active_within is None else parse_duration(
+        active_within, name="active_within"
+    )
+    stale_s = None if stale_after is None else parse_duration(stale_after, name="stale_after")
+    if "heartbeat_history" not in db.capabilities:  # the classic layout: fixed seconds
+        active_s = ACTIVE_WITHIN_S if active_s is None else active_s
+        stale_s = STALE_AFTER_S if stale_s is None else stale_s
     if now is not None and "heartbeat_history" not in db.capabilities:
         latest = db.latest_event_at()
         if latest is not None and latest > at:
@@ -223,18 +227,43 @@ def queue_metrics(
         (at,),
         action="read the oldest queued task",
     )[0]
-    is_active, active_params = state_sql("active", "last_heartbeat_at", at, active_s)
-    is_stale, stale_params = state_sql("stale", "last_heartbeat_at", at, stale_s)
-    total_workers, active, stale = db.query(
-        f"SELECT count(*), ifnull(sum(CASE WHEN {is_active} THEN 1 ELSE 0 END), 0),"
-        f" ifnull(sum(CASE WHEN {is_stale} THEN 1 ELSE 0 END), 0)"
-        " FROM workers WHERE removed_at IS NULL",
-        (*active_params, *stale_params),
-        action="count workers by state",
-    )[0]
-    return _metrics_dict(
-        by_status, by_type, oldest, int(runnable), at, (total_workers, active, stale)
-    )
+    if active_s is not None and stale_s is not None:
+        is_active, active_params = state_sql("active", "last_heartbeat_at", at, active_s)
+        is_stale, stale_params = state_sql("stale", "last_heartbeat_at", at, stale_s)
+        total_workers, active, stale = db.query(
+            f"SELECT count(*), ifnull(sum(CASE WHEN {is_active} THEN 1 ELSE 0 END), 0),"
+            f" ifnull(sum(CASE WHEN {is_stale} THEN 1 ELSE 0 END), 0)"
+            " FROM workers WHERE removed_at IS NULL",
+            (*active_params, *stale_params),
+            action="count workers by state",
+        )[0]
+        counts = (int(total_workers), int(active), int(stale))
+    else:
+        rows = db.query(
+            "SELECT worker_key, last_heartbeat_at FROM workers WHERE removed_at IS NULL",
+            action="read the registered workers' last beats",
+        )
+        counts = _count_states(db, at, rows, active_s, stale_s)
+    return _metrics_dict(by_status, by_type, oldest, int(runnable), at, counts)
+
+
+def _count_states(
+    db: Store, at: float, rows: list[Any], active_s: float | None, stale_s: float | None
+) -> tuple[int, int, int]:
+    """(workers, active, stale) of (key, last beat) rows; None thresholds: the model's."""
+    keys = np.array([int(r[0]) for r in rows], dtype="int64")
+    last = np.array([np.nan if r[1] is None else r[1] for r in rows], dtype="float64")
+    model = expected_intervals(db, at, keys=keys.tolist())
+    stale_thr = model.stale_after(keys) if stale_s is None else np.full(len(keys), stale_s)
+    active_thr = model.late_after(keys) if active_s is None else np.full(len(keys), active_s)
+    if active_s is None:
+        active_thr = np.minimum(active_thr, stale_thr)
+    age = at - last
+    stale = classify_ages(age, active_thr, stale_thr) == "stale"
+    # Counted apart, as the indexed query counts them: queue_metrics() does not insist
+    # on active_within <= stale_after, and a worker may then count as both.
+    active = classify_ages(age, active_thr, np.maximum(active_thr, stale_thr)) == "active"
+    return len(keys), int(np.count_nonzero(active)), int(np.count_nonzero(stale))
 
 
 def _metrics_dict(
@@ -267,7 +296,9 @@ def _metrics_dict(
     }
 
 
-def _queue_metrics_as_of(db: Store, at: float, active_s: float, stale_s: float) -> dict[str, Any]:
+def _queue_metrics_as_of(
+    db: Store, at: float, active_s: float | None, stale_s: float | None
+) -> dict[str, Any]:
     st = _states_at(db, at)
     counts = np.bincount(st.status[st.status >= 0], minlength=len(TASK_STATUSES))
     by_status = {s: int(counts[i]) for i, s in enumerate(TASK_STATUSES)}
@@ -371,23 +402,42 @@ def active_workers(db: Store, within: Any = ACTIVE_WITHIN_S, *, now: Any = None)
 
 
 @share_docs
-def stale_workers(db: Store, after: Any = STALE_AFTER_S, *, now: Any = None) -> list[Worker]:
-    """Workers whose last heartbeat is more than `after` old.
+def stale_workers(
+    db: Store, stale_after: Any = STALE_AFTER_S, *, now: Any = None, after: Any = UNSET
+) -> list[Worker]:
+    """Workers whose last heartbeat is more than `stale_after` old.
 
     Parameters
     ----------
     {db}
-    after : float or str, default 300
-        Seconds or a duration string.
+    stale_after : float or str, default 300
+        Seconds or a duration string: the stale threshold, named as in
+        :func:`qanalytics.workers`, :func:`qanalytics.queue_metrics` and
+        :func:`qanalytics.find_orphans`.
     {now}
         The moment to judge at; defaults to the store clock.
+    after : float or str, optional
+        Deprecated: the old name of `stale_after` (warns with a DeprecationWarning).
 
     Returns
     -------
     list of Worker
         Oldest heartbeat first; removed workers are not listed.
+
+    Examples
+    --------
+    >>> import qanalytics as qa
+    >>> clock = qa.FakeClock("2024-01-01T00:00:00Z")
+    >>> with qa.connect(":memory:", clock=clock) as db:
+    ...     _ = qa.register_worker(db, "w1")
+    ...     clock.advance("10min")
+    ...     [w.worker_id for w in qa.stale_workers(db, stale_after="5min")]
+    ['w1']
     """
-    after_s = parse_duration(after, name="after")
+    stale_after = renamed_argument(
+        "stale_workers", "after", "stale_after", after, stale_after, STALE_AFTER_S
+    )
+    after_s = parse_duration(stale_after, name="stale_after")
     if now is not None:
         return _as_of(db, now, active_within=0.0, stale_after=after_s, state="stale")
     is_stale, params = state_sql("stale", "last_heartbeat_at", db.resolve_now(now), after_s)

@@ -641,6 +641,73 @@ def _finish_by(frame: pd.DataFrame, keys: list[str], names: dict[str, list[str]]
     return out
 
 
+#: The bucket width of ``freq=None``: a whole number of hours (so the hourly tiers still
+#: serve it), so wide that every supported time falls in bucket 0 or, before 1970, -1.
+_WHOLE_S = float(HOUR_S * (1 << 32))
+
+
+def _width_of(freq: Any) -> float:
+    return _WHOLE_S if freq is None else _freq_seconds(freq)
+
+
+def _first_finish(db: Store, *, level: str, hi: float, outcomes: tuple[str, ...]) -> float | None:
+    """The earliest finish at or before `hi` that :func:`_finished_counts` counts.
+
+    From the raw rows, unless the hourly tiers hold an earlier hour than the raw rows'
+    first finish (those rows were deleted by ``prune(finished_keep=...)``): then the
+    start of that hour, the closest the tiers know.
+    """
+    marks = ", ".join("?" * len(outcomes))
+    if level == "task" and db.layout == "native" and db.schema_version >= TIERS_VERSION:
+        # One index seek per (status, type) pair of ``tasks_finished``.
+        found = [
+            db.query(
+                "SELECT min(finished_at) FROM tasks WHERE status = ? AND type = ?"
+                " AND finished_at IS NOT NULL AND finished_at <= ?",
+                (status, type_, hi),
+                action="find the first finish",
+            )[0][0]
+            for status, type_ in finished_pairs(db, outcomes)
+        ]
+        values = [float(v) for v in found if v is not None]
+        raw = min(values) if values else None
+    else:
+        table, column = ("tasks", "status") if level == "task" else ("attempts", "outcome")
+        value = db.query(
+            f"SELECT min(finished_at) FROM {table} WHERE {column} IN ({marks})"
+            " AND finished_at <= ?",
+            (*outcomes, hi),
+            action="find the first finish",
+        )[0][0]
+        raw = None if value is None else float(value)
+    plan = _tier_plan(db, level=level, keys=[], lo=None, hi=hi, width=_WHOLE_S)
+    if plan is None:
+        return raw
+    table, column, count = (
+        ("task_hours", "status", "tasks")
+        if level == "task"
+        else ("attempt_hours", "outcome", "attempts")
+    )
+    hour = db.query(
+        f"SELECT min(hour) FROM {table} WHERE hour < ? AND {column} IN ({marks}) AND {count} > 0",
+        (plan.end, *outcomes),
+        action=f"find the first hour in {table}",
+    )[0][0]
+    if hour is None:
+        return raw
+    start = float(int(hour) * HOUR_S)
+    return raw if raw is not None and raw < start + HOUR_S else start
+
+
+def _one_bucket(counts: pd.DataFrame, keys: list[str], *, start: float | None) -> pd.DataFrame:
+    """Counts of the whole window in one bucket that starts at `start`."""
+    cols = [*keys, "outcome"]
+    merged = counts.groupby(cols, sort=True)["count"].sum().reset_index()
+    merged.insert(0, "bucket", np.full(len(merged), np.nan if start is None else start))
+    merged["count"] = merged["count"].astype("int64")
+    return merged
+
+
 @share_docs
 def success_rate(
     db: Store,
@@ -658,8 +725,12 @@ def success_rate(
     Parameters
     ----------
     {db}
-    freq : str or float, default "1h"
-        Bucket width (a duration such as ``"5min"``, ``"1h"``, ``"1d"``).
+    freq : str, float or None, default "1h"
+        Bucket width (a duration such as ``"5min"``, ``"1h"``, ``"1d"``). None: one row
+        per group for the whole window, whose ``bucket`` is the window's start
+        (`since`), or, when `since` is None, the first finish counted (the start of its
+        hour when only the hourly summary still holds it, after
+        ``prune(finished_keep=...)``).
     by : None, "type", "worker_id" or a list of them
         Split each bucket by task type and/or by worker (the worker of the final
         attempt at ``level="task"``, the attempt's worker at ``level="attempt"``).
@@ -683,11 +754,19 @@ def success_rate(
     Examples
     --------
     >>> import qanalytics as qa
-    >>> with qa.connect(":memory:") as db:
-    ...     qa.success_rate(db, freq="1d", by="type").empty
-    True
+    >>> clock = qa.FakeClock("2024-01-01T00:00:00Z")
+    >>> with qa.connect(":memory:", clock=clock) as db:
+    ...     _ = qa.register_worker(db, "w1")
+    ...     for ok in (True, True, False):
+    ...         task = qa.enqueue(db, "email")
+    ...         _ = qa.claim(db, "w1")
+    ...         clock.advance("1min")
+    ...         _ = qa.complete(db, task) if ok else qa.fail(db, task, "boom", retry=False)
+    ...     qa.success_rate(db, freq=None, by="type")[["bucket", "type", "completed", "total"]]
+                         bucket   type  completed  total
+    0 2024-01-01 00:01:00+00:00  email          2      3
     """
-    width = _freq_seconds(freq)
+    width = _width_of(freq)
     keys = _by_list(by, ("type", "worker_id"))
     if level not in ("task", "attempt"):
         raise ValueError(f"level={level!r} must be 'task' or 'attempt'")
@@ -704,6 +783,9 @@ def success_rate(
     )
     if counts.empty:
         return empty_frame(columns)
+    if freq is None:
+        start = lo if lo is not None else _first_finish(db, level=level, hi=hi, outcomes=outcomes)
+        counts = _one_bucket(counts, keys, start=start)
     done = _COMPLETED if level == "task" else _O_COMPLETED
     counts["ok"] = np.where(counts["outcome"].to_numpy() == done, counts["count"].to_numpy(), 0)
     agg = counts.groupby(["bucket", *keys], sort=True)[["ok", "count"]].sum().reset_index()
@@ -716,6 +798,10 @@ def success_rate(
     result["total"] = total
     result["rate"], result["ci_low"], result["ci_high"] = rate, low, high
     return _finish_by(result, keys, names)[list(columns)]
+
+
+#: The final statuses :func:`throughput` counts.
+_THROUGHPUT_STATUSES = ("completed", "failed", "cancelled")
 
 
 @share_docs
@@ -733,8 +819,10 @@ def throughput(
     Parameters
     ----------
     {db}
-    freq : str or float, default "1h"
-        Bucket width.
+    freq : str, float or None, default "1h"
+        Bucket width. None: one row per group and outcome for the whole window, whose
+        ``bucket`` is the window's start (`since`), or, when `since` is None, the first
+        finish counted (as for :func:`success_rate`).
     by : None, "type", "worker_id" or a list of them
         Also split by task type and/or by the worker of the final attempt (missing for
         a task cancelled before any claim or after a retry was queued).
@@ -755,7 +843,7 @@ def throughput(
     ...     qa.throughput(db).columns.tolist()
     ['bucket', 'outcome', 'count']
     """
-    width = _freq_seconds(freq)
+    width = _width_of(freq)
     keys = _by_list(by, ("type", "worker_id"))
     lo, hi, _at = resolve_window(db, since, until, now)
     columns: dict[str, Any] = {"bucket": UTC_DTYPE, **_by_dtypes(keys)}
@@ -766,11 +854,16 @@ def throughput(
         keys=keys,
         lo=lo,
         hi=hi,
-        outcomes=("completed", "failed", "cancelled"),
+        outcomes=_THROUGHPUT_STATUSES,
         width=width,
     )
     if result.empty:
         return empty_frame(columns)
+    if freq is None:
+        start = lo
+        if start is None:
+            start = _first_finish(db, level="task", hi=hi, outcomes=_THROUGHPUT_STATUSES)
+        result = _one_bucket(result, keys, start=start)
     outcome_names = [_OUTCOME_OF_STATUS[int(c)] for c in result["outcome"].to_numpy()]
     result["outcome"] = pd.Categorical(outcome_names, dtype=OUTCOME_DTYPE)
     return _finish_by(result, keys, names)[list(columns)]

@@ -305,6 +305,8 @@ class CeleryRecorder:
         self._receiver: Any = None
         self._thread: threading.Thread | None = None
         self._listening = threading.Event()
+        self._drained_at: float | None = None  # the receiver's last drain began (clock)
+        self._ended_at = -math.inf  # when the receiver stopped listening last (clock)
         self.totals = ApplyResult()
         self.errors = 0
 
@@ -491,7 +493,10 @@ class CeleryRecorder:
             log.info("listening to %s", self.source)
         else:
             writer.end_coverage(marker.at)
-            log.warning("stopped listening to %s: %s", self.source, marker.reason)
+            if marker.reason == "stopped":
+                log.info("stopped listening to %s", self.source)
+            else:
+                log.warning("stopped listening to %s: %s", self.source, marker.reason)
 
     def _broadcast_enable(self, app: Any) -> None:
         try:
@@ -516,12 +521,47 @@ class CeleryRecorder:
                 # zone difference between sender and receiver.
                 return super().event_from_message(body, localize=False, **kw)
 
-            def on_consume_ready(self, *args: Any, **kwargs: Any) -> None:
+            def on_consume_ready(
+                self, connection: Any, channel: Any, *args: Any, **kwargs: Any
+            ) -> None:
+                handle = getattr(channel, "_handle_message", None)
+                if callable(handle) and hasattr(channel, "subclient"):
+                    # Redis: the consumer is ready before the subscription exists (kombu
+                    # sends PSUBSCRIBE at the first poll). Listening starts when Redis
+                    # confirms it: every event published after that reaches us.
+                    def confirming(client: Any, response: Any) -> Any:
+                        kind = response[0] if response else b""
+                        if isinstance(kind, bytes):
+                            kind = kind.decode("ascii", "replace")
+                        if kind in ("psubscribe", "subscribe"):
+                            started_listening()
+                        return handle(client, response)
+
+                    channel._handle_message = confirming
+                else:
+                    # AMQP declares and binds its queue synchronously: ready is listening.
+                    started_listening()
+                super().on_consume_ready(connection, channel, *args, **kwargs)
+
+            def on_iteration(self) -> None:
+                # Every event published before a drain begins is read by it, so the last
+                # drain's start is when listening ends.
+                recorder._drained_at = recorder.clock()
+
+        def started_listening() -> None:
+            if not recorder._listening.is_set():
                 put(_Marker(True, recorder.clock()))
                 recorder._listening.set()
-                super().on_consume_ready(*args, **kwargs)
+
+        def stopped_listening(reason: str, at: float | None = None) -> None:
+            if recorder._listening.is_set():
+                end = recorder.clock() if at is None else at
+                recorder._ended_at = end
+                recorder._listening.clear()
+                put(_Marker(False, end, reason))
 
         def on_event(event: Mapping[str, Any]) -> None:
+            started_listening()  # an event proves the subscription (a transport unlike both)
             mapped = from_celery(event)
             if mapped is not None:
                 put(mapped)
@@ -530,6 +570,7 @@ class CeleryRecorder:
         while not self._stop.is_set():
             try:
                 with app.connection_for_read() as conn:
+                    self._drained_at = None
                     receiver = Receiver(conn, handlers={"*": on_event}, app=app)
                     self._receiver = receiver
                     if self._stop.is_set():
@@ -538,21 +579,20 @@ class CeleryRecorder:
                         limit=None, timeout=None, safety_interval=0.2, wakeup=True
                     ):
                         backoff = 0.5
+                    stopped_listening("stopped")
                     if self._stop.is_set():
                         break
             except Exception as exc:
                 if self._stop.is_set():
+                    stopped_listening("stopped")
                     break
                 log.warning("event stream lost: %s; reconnecting", exc)
-                if self._listening.is_set():
-                    self._listening.clear()
-                    put(_Marker(False, self.clock(), str(exc)))
+                stopped_listening(str(exc))
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
             finally:
                 self._receiver = None
-        if self._listening.is_set():
-            self._listening.clear()
+        stopped_listening("stopped")
 
 
 def record(

@@ -28,8 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._progress import progress_class
 from .._text import human_duration
 from .._time import parse_duration
+from ..capacity import understaffed
 from ..errors import ReportError
 from ..read.common import resolve_window
 from ..read.frames import tasks, workers
@@ -41,6 +43,7 @@ __all__ = [
     "Table",
     "callout",
     "capacity_short",
+    "fmt_alive",
     "fmt_count",
     "fmt_duration",
     "fmt_freq",
@@ -298,7 +301,8 @@ def _kernel_manager_class() -> type:
 def _execute(nb: Any, workdir: str, *, progress: bool, env: Mapping[str, str]) -> None:
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
-    from tqdm.auto import tqdm
+
+    tqdm = progress_class()
 
     sections = _section_names(nb.cells)
     code = sum(1 for c in nb.cells if c.cell_type == "code")
@@ -549,39 +553,59 @@ def fmt_freq(freq: str) -> str:
     return f"{seconds} s"
 
 
-def capacity_short(plan: pd.DataFrame, *, decimals: int = 1) -> pd.Series:
+def capacity_short(plan: pd.DataFrame) -> pd.Series:
     """Which hours of a capacity plan had fewer workers alive than recommended.
 
-    The mean alive is compared as the report shows it, rounded to `decimals`, so a
-    flagged hour always reads as short: "25.9 alive / 26 recommended" is short, "26.0
-    alive / 26 recommended" is not, whatever the unrounded mean (25.96) was.
+    The report's name for :func:`qanalytics.capacity.understaffed`, the one definition
+    notebooks use too: the mean alive is compared unrounded, and the report shows it with
+    :func:`fmt_alive` so that a short hour reads short ("25.96 alive / 26 recommended").
 
     Parameters
     ----------
     plan : DataFrame
         From :func:`qanalytics.capacity.plan` by hour of day: ``recommended_workers`` and
         ``workers_alive``.
-    decimals : int, default 1
-        The decimals the report shows ``workers_alive`` with.
 
     Returns
     -------
     Series of bool
-        True where the rounded mean alive is below the recommendation; False where
-        either is missing.
+        True where the mean alive is below the recommendation; False where either is
+        missing.
 
     Raises
     ------
     ValueError
         If `plan` lacks one of the two columns.
     """
-    missing = [c for c in ("recommended_workers", "workers_alive") if c not in plan.columns]
-    if missing:
-        raise ValueError(f"capacity_short(): plan is missing column(s) {', '.join(missing)}")
-    recommended = pd.to_numeric(plan["recommended_workers"], errors="coerce").astype("float64")
-    alive = pd.to_numeric(plan["workers_alive"], errors="coerce").astype("float64")
-    short = recommended > alive.round(decimals)
-    return short & recommended.notna() & alive.notna()
+    return understaffed(plan)
+
+
+def fmt_alive(value: Any, recommended: Any = None) -> str:
+    """A mean number of workers alive, with two decimals when one would mislead.
+
+    Parameters
+    ----------
+    value : float
+        The time-averaged workers alive.
+    recommended : int, optional
+        The recommendation it is compared with: when one decimal would round the mean up
+        to it (25.96 shown as "26.0" beside 26), two decimals are shown.
+
+    Returns
+    -------
+    str
+        ``"25.9"``, ``"25.96"``; ``""`` when missing.
+    """
+    if value is None or pd.isna(value):
+        return ""
+    text = f"{float(value):.1f}"
+    if (
+        recommended is not None
+        and not pd.isna(recommended)
+        and float(value) < float(recommended) <= float(text)
+    ):
+        return f"{float(value):.2f}"
+    return text
 
 
 def fmt_count(value: Any) -> str:

@@ -23,11 +23,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from tqdm import tqdm
-
-from .. import state
+from .._progress import leave_bar, progress_class
 from .._time import FakeClock, parse_duration, to_datetime, to_epoch
 from ..read.snapshot import queue_metrics
+from ..state import STALE_AFTER_S as _STALE_AFTER_S
 from ..store import Store, connect
 from ..write.tasks import backoff_delay, claim, complete, enqueue, fail, requeue_orphans
 from ..write.workers import heartbeat, register_worker, remove_worker
@@ -58,7 +57,9 @@ HEARTBEAT_JITTER = 0.1
 LATE_BEAT_PROBABILITY = 0.002
 LATE_BEAT_EXTRA_S = (10.0, 40.0)
 REQUEUE_EVERY_S = 60.0
-STALE_AFTER_S = state.STALE_AFTER_S
+# Imported by name, not ``from .. import state``: that asks the package's lazy __getattr__,
+# which loads the public API, which imports this half-loaded package.
+STALE_AFTER_S = _STALE_AFTER_S
 LEASE_S = 3600.0
 #: Runs are capped well inside the lease, so a healthy worker never loses its task.
 MAX_RUN_S = 2700.0
@@ -642,12 +643,13 @@ class _Simulation:
         }
         heap, clock, db = self.heap, self.clock, self.db
         total_min = self.duration / 60.0
+        tqdm = progress_class()
         with tqdm(
             total=round(total_min),
             unit="sim-min",
             desc="simulating",
             disable=not self.progress,
-            leave=False,
+            leave=leave_bar(),
         ) as bar:
             batch_end = self.start
             shown = 0

@@ -106,6 +106,10 @@ class Store:
     claim_lock = ""
     #: Inserted after ``FROM tasks`` in the claim's SELECT (an index hint, where needed).
     claim_index = ""
+    #: Whether setting the store up for writing (a schema migration, the journal mode) is
+    #: left for the first write, so that opening an existing store and reading changes
+    #: nothing. Hot write paths that skip :meth:`require_writable` test it.
+    write_setup_pending = False
 
     def __init__(
         self,
@@ -277,6 +281,33 @@ class Store:
         """
         if self.readonly:
             raise ReadOnlyError(f"cannot {action}: the store {self.path!r} is open read-only")
+        if self.write_setup_pending:
+            self.prepare_writes()
+
+    def prepare_writes(self) -> bool:
+        """Set the store up for writing now: migrate its schema, switch its journal mode.
+
+        A store opened for writing does this on its first write, so that opening an
+        existing file and only reading leaves it byte for byte as it was. Calling this
+        (or ``qanalytics migrate``) does it at once.
+
+        Returns
+        -------
+        bool
+            Whether anything was left to do.
+
+        Raises
+        ------
+        ReadOnlyError
+            If the store was opened read-only.
+        StoreError
+            If the migration or the journal-mode switch fails.
+        """
+        if self.readonly:
+            raise ReadOnlyError(
+                f"cannot migrate {self.path!r}: the store is open read-only"
+            )
+        return False
 
     @contextlib.contextmanager
     def transaction(self, action: str = "write") -> Iterator[Connection]:

@@ -67,8 +67,9 @@ def connect(
     Examples
     --------
     >>> import qanalytics as qa
-    >>> with qa.connect(":memory:") as db:
-    ...     qa.register_worker(db, "w1", {"gpu": True})
+    >>> with qa.connect(":memory:", clock=qa.FakeClock("2024-01-01T00:00:00Z")) as db:
+    ...     qa.register_worker(db, "w1", {"gpu": True}).registered_at
+    datetime.datetime(2024, 1, 1, 0, 0, tzinfo=datetime.timezone.utc)
     """
     latest = isinstance(clock, str) and clock == "latest"
     if clock is not None and not latest and not callable(clock):

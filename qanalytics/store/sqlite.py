@@ -194,6 +194,37 @@ class SQLiteStore(Store):
         """Whether the store lives in memory rather than in a file."""
         return self.path == ":memory:"
 
+    def prepare_writes(self) -> bool:
+        """Migrate an older schema and switch the file to WAL mode, if not done yet.
+
+        An existing file opened for writing is only read until its first write, which
+        does this first (see :meth:`Store.prepare_writes`).
+
+        Returns
+        -------
+        bool
+            Whether anything was left to do.
+
+        Raises
+        ------
+        ReadOnlyError
+            If the store was opened read-only.
+        StoreError
+            If the migration or the journal-mode switch fails, or a transaction is open.
+        """
+        super().prepare_writes()
+        if not self.write_setup_pending:
+            return False
+        if self.conn.in_transaction:
+            raise StoreError(
+                f"cannot set {self.path!r} up for writing inside a transaction; write once "
+                "outside it first (or call prepare_writes())"
+            )
+        assert isinstance(self.conn, sqlite3.Connection)
+        _set_up_for_writing(self.conn, self.path)
+        self.write_setup_pending = False
+        return True
+
     @property
     def driver_errors(self) -> tuple[type[Exception], ...]:
         """``(sqlite3.Error,)``."""
@@ -274,7 +305,15 @@ def _check_is_sqlite(conn: sqlite3.Connection, path: str) -> tuple[int, int, int
     return int(version), int(app_id), int(tables)
 
 
-def _migrate(conn: sqlite3.Connection, path: str, *, readonly: bool) -> None:
+def _migrate(
+    conn: sqlite3.Connection, path: str, *, readonly: bool, defer: bool = False
+) -> bool:
+    """Check the file holds a qanalytics store (or nothing) and bring its schema up to date.
+
+    With `defer`, an existing store with an older schema is left as it is and True is
+    returned: the caller migrates it on the first write. A file without tables is always
+    set up at once (creating a store is a write).
+    """
     version, app_id, tables = _check_is_sqlite(conn, path)
     if version > SCHEMA_VERSION and app_id == APPLICATION_ID:
         raise SchemaError(
@@ -299,9 +338,11 @@ def _migrate(conn: sqlite3.Connection, path: str, *, readonly: bool) -> None:
                 "schema; refusing to add one to it"
             )
     if readonly:
-        return  # an older read-only store is read as it is; migrations need a writer
+        return False  # an older read-only store is read as it is; migrations need a writer
     if version == SCHEMA_VERSION:
-        return
+        return False
+    if defer and tables:
+        return True  # read as it is until the first write
     try:
         if version == 0 and tables == 0:
             # Only a file without tables can take this; it lets maintenance.vacuum()
@@ -320,6 +361,7 @@ def _migrate(conn: sqlite3.Connection, path: str, *, readonly: bool) -> None:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise StoreError(f"creating or migrating the schema of {path!r} failed: {exc}") from exc
+    return False
 
 
 def _split_sql(script: str) -> list[str]:
@@ -389,14 +431,19 @@ def open_sqlite(
             )
             _note_created(store, created)
             return store
-        _migrate(conn, path, readonly=readonly)
+        # An existing file is only read until the first write: opening it for writing and
+        # reading must leave it byte for byte as it was (no migration, no journal switch).
+        # A new (empty) file is a write anyway: it is set up at once.
+        fresh = not readonly and not memory and _check_is_sqlite(conn, path)[2] == 0
+        pending = _migrate(conn, path, readonly=readonly, defer=not memory)
         with wrap_errors(f"set up the connection to {path!r}"):
             conn.execute("PRAGMA foreign_keys = ON")
-            if not readonly and not memory:
-                mode = _switch_to_wal(conn)
-                if str(mode).lower() != "wal":  # pragma: no cover - some network filesystems
-                    raise StoreError(f"cannot switch {path!r} to WAL mode (got {mode!r})")
+            if fresh:
+                _set_up_for_writing(conn, path)
+            elif not readonly and not memory:
                 conn.execute("PRAGMA synchronous = NORMAL")
+                journal = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+                pending = pending or journal != "wal"
     except BaseException:
         conn.close()
         if created:
@@ -404,8 +451,19 @@ def open_sqlite(
         raise
     store = SQLiteStore(path, conn, readonly=readonly, clock=clock)
     store._reader_query = reader_query
+    store.write_setup_pending = not readonly and not memory and pending
     _note_created(store, created)
     return store
+
+
+def _set_up_for_writing(conn: sqlite3.Connection, path: str) -> None:
+    """Migrate the schema of `path` if it is older, and switch the file to WAL mode."""
+    _migrate(conn, path, readonly=False)
+    with wrap_errors(f"set up {path!r} for writing"):
+        mode = _switch_to_wal(conn)
+        if str(mode).lower() != "wal":  # pragma: no cover - some network filesystems
+            raise StoreError(f"cannot switch {path!r} to WAL mode (got {mode!r})")
+        conn.execute("PRAGMA synchronous = NORMAL")
 
 
 def _switch_to_wal(conn: sqlite3.Connection) -> str:

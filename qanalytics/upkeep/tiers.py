@@ -11,10 +11,12 @@ the tiers and after it from the raw beats.
 
 What a silence is here: a gap between consecutive beats of a worker that is longer than
 twice the median interval of that worker's beats in the hour (60 s when the hour has no
-interval of its own), any gap longer than :data:`SILENCE_CAP_S`, and any gap across a
-removal of the worker. The outage threshold is three times the worker's usual interval,
-so every outage is among the silences kept unless a worker's interval within an hour is
-more than 1.5 times its usual one. A store pruned to minutes before it had tiers is
+interval of its own) or twice the worker's expected interval (the liveness model of
+:mod:`qanalytics.history.intervals`), any gap longer than :data:`SILENCE_CAP_S`, and any
+gap across a removal of the worker. The outage threshold is three expected intervals, so
+every outage the model finds is among the silences kept. Each day row records the gap
+above which every silence was kept (``silences_over_s``), so a read with a finer fixed
+threshold knows the tiers cannot answer it. A store pruned to minutes before it had tiers is
 summarized from its minute rollups the first time (there, a silence inside one minute is
 not known, as it was not before).
 """
@@ -31,8 +33,8 @@ import pandas as pd
 
 from .._time import parse_duration
 from ..errors import UnsupportedError
+from ..history.intervals import Intervals, expected_intervals, remember_learned, removal_times
 from ..history.marks import META_HEARTBEATS_SUMMARIZED_UNTIL, history_horizon, meta_get
-from ..read.liveness import removal_times
 from ..store import Store
 from ..store.schema import TIERS_VERSION
 from .marks import advance_mark, count_heartbeat_batch
@@ -171,10 +173,14 @@ def _previous(conn: Any, keys: np.ndarray) -> dict[int, tuple[float, int, float]
     return out
 
 
-def _fold(conn: Any, p: _Points, removals: dict[int, np.ndarray]) -> tuple[int, int]:
+def _fold(
+    conn: Any, p: _Points, removals: dict[int, np.ndarray], intervals: Intervals
+) -> tuple[int, int]:
     """Write one batch's day rows and silences; returns (beats, silences).
 
-    `removals`: each worker's removal times (:func:`removal_times`).
+    `removals`: each worker's removal times (:func:`removal_times`); `intervals`: the
+    workers' expected intervals (the liveness model), so that every silence the model
+    calls an outage is kept.
     """
     n = len(p.key)
     if n == 0:
@@ -212,6 +218,9 @@ def _fold(conn: Any, p: _Points, removals: dict[int, np.ndarray]) -> tuple[int, 
     floor = np.where(
         np.isnan(usual), SILENCE_CAP_S, np.minimum(SILENCE_CAP_S, SILENCE_FACTOR * usual)
     )
+    # Never above the model's own threshold: the outage rule (3 expected intervals) is
+    # answered exactly from the tiers.
+    floor = np.minimum(floor, SILENCE_FACTOR * intervals.of(p.key))
     silent = p.visible & ~np.isnan(gap) & (gap > floor)
     # A gap across a removal ends a life: always kept, so both lives' ends are known.
     if removals:
@@ -236,13 +245,14 @@ def _fold(conn: Any, p: _Points, removals: dict[int, np.ndarray]) -> tuple[int, 
     day = np.floor(p.at / _DAY).astype("int64")
     frame = pd.DataFrame(
         {"k": p.key, "d": day, "at": p.at, "w": p.weight, "task": p.task,
-         "h": hour, "sample": sample}
+         "h": hour, "sample": sample, "floor": floor}
     )
     days = frame.groupby(["k", "d"], sort=True).agg(
         beats=("w", "sum"),
         first_at=("at", "min"),
         last_at=("at", "max"),
         last_task=("task", "last"),
+        floor=("floor", "max"),
     )
     days["median"] = np.nan
     if has.any():
@@ -264,13 +274,19 @@ def _fold(conn: Any, p: _Points, removals: dict[int, np.ndarray]) -> tuple[int, 
             days["last_at"].to_numpy(dtype="float64").tolist(),
             [None if t < 0 else t for t in last_task.tolist()],
             [None if np.isnan(m) else m for m in median.tolist()],
+            days["floor"].to_numpy(dtype="float64").tolist(),
             strict=True,
         )
     )
     conn.executemany(
         "INSERT INTO heartbeat_days"
-        " (worker_key, day, beats, first_at, last_at, last_task_id, median_gap_s)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (worker_key, day) DO UPDATE SET"
+        " (worker_key, day, beats, first_at, last_at, last_task_id, median_gap_s,"
+        " silences_over_s)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (worker_key, day) DO UPDATE SET"
+        # The day kept every silence over the widest floor any of its batches used.
+        "  silences_over_s = CASE WHEN heartbeat_days.silences_over_s IS NULL"
+        "   OR excluded.silences_over_s > heartbeat_days.silences_over_s"
+        "   THEN excluded.silences_over_s ELSE heartbeat_days.silences_over_s END,"
         # Existing columns are qualified: PostgreSQL finds them ambiguous otherwise.
         "  median_gap_s = CASE WHEN excluded.median_gap_s IS NULL"
         "   THEN heartbeat_days.median_gap_s WHEN heartbeat_days.median_gap_s IS NULL"
@@ -350,6 +366,7 @@ def summarize_heartbeats(
         If the store's schema has no tiers.
     """
     db.require_writable("summarize heartbeats")
+    db.prepare_writes()  # migrate first: the model's columns are read before any write
     if db.schema_version < TIERS_VERSION:
         raise UnsupportedError(
             f"cannot summarize heartbeats: the store {db.path!r} has schema version "
@@ -360,6 +377,10 @@ def summarize_heartbeats(
     if mark is None:
         return SummaryResult(until=None)
     beats = silences = transactions = 0
+    # The liveness model first: learned intervals are stored before the beats they were
+    # learned from can be pruned, and each silence is judged against the model's rule.
+    remember_learned(db, until)
+    intervals = expected_intervals(db, until)
     todo = max(0, math.ceil((until - mark) / _HOUR))
     bar = None
     if progress and todo:
@@ -382,7 +403,7 @@ def summarize_heartbeats(
                     points = _minute_points(conn, mark, stop)
                 else:
                     points = _raw_points(conn, mark, stop)
-                n, s = _fold(conn, points, removal_times(db, stop))
+                n, s = _fold(conn, points, removal_times(db, stop), intervals)
                 advance_mark(conn, META_HEARTBEATS_SUMMARIZED_UNTIL, stop)
                 count_heartbeat_batch(conn)
             # The next batch's span follows this one's size (one hour at most).

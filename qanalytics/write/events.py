@@ -17,18 +17,38 @@ event                  effect
 ``task-sent``          the task exists, queued (created at the event)
 ``task-received``      the same; for a retry, the retry's ``eta`` becomes ``run_after``
 ``task-started``       a new attempt on that worker; the task is processing
-``task-succeeded``     the attempt and task complete (``runtime`` dates a missed start)
+``task-succeeded``     the attempt and task complete (the attempt runs ``runtime``)
 ``task-failed``        the attempt and task fail, with the exception text
 ``task-retried``       the attempt fails, the task is queued again
 ``task-revoked``       the task is cancelled (its open attempt too)
 ``task-rejected``      the open attempt is abandoned; queued again if requeued
 =====================  ==========================================================
 
-Duplicates are recognised by their timestamps (a duplicated event carries the same one).
-A task's state only moves to an event at least as late as the state it holds, so a late
-event adds its history (an attempt, a worker event) without rolling the task back. A task
-first seen after its start has type ``"unknown"`` until an event naming it arrives. The
-queue does not announce how many attempts a task may take, so ``max_attempts`` is the
+Duplicates are recognised by their timestamps (a duplicated event carries the same one);
+they and events that tell nothing new are counted as :attr:`ApplyResult.unchanged`.
+
+A finish (``task-succeeded``, ``task-failed``, ``task-retried``) closes an attempt of the
+worker that sent it, never another worker's: with ``retry(countdown=0)`` on a prefork
+worker the retry is published from the pool process, and another worker (or another pool
+process of the same one) may receive, run and finish it before the first worker's main
+process reports ``task-retried``. A start elsewhere closes the open attempt as
+``abandoned: started again``; its own late report replaces that outcome. A retry closes
+the sender's earliest open attempt, a final outcome its latest. A task's state is its
+latest attempt's (attempts are ordered by start), so a report about an earlier attempt adds
+its history without moving the task; among events about the latest attempt the state only
+moves to one at least as late as the state it holds. A start that a prefork main process
+announced after the retry its attempt published (seen as that retry's ``task-sent`` or
+``task-received``) is dated at that publication, so attempts keep their real order.
+
+``run_s``: a success carries Celery's ``runtime``, measured in the process that ran the
+task. Its attempt ends at the ``task-succeeded`` stamp and starts ``runtime`` before it, so
+the attempt's ``run_s`` is Celery's runtime (the ``task-started`` and ``task-succeeded``
+stamps both come from the worker's main process, and their gap also holds the hand-over
+to and from the pool). A failure or retry carries no runtime: its ``run_s`` runs from the
+``task-started`` stamp to the report's.
+
+A task first seen after its start has type ``"unknown"`` until an event naming it arrives.
+The queue does not announce how many attempts a task may take, so ``max_attempts`` is the
 number of attempts seen.
 
 Coverage: :meth:`EventWriter.start_coverage` opens a listening period in
@@ -39,6 +59,7 @@ Coverage: :meth:`EventWriter.start_coverage` opens a listening period in
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -132,8 +153,10 @@ class ApplyResult:
     ----------
     applied : int
         Events that changed the store.
-    duplicates : int
-        Events already recorded (same kind, subject and timestamp).
+    unchanged : int
+        Events that changed nothing: already recorded (a duplicate: same kind, subject and
+        timestamp), or telling nothing new (a ``task-received`` after ``task-sent``, the
+        ``task-sent`` of a retry, a revocation of a finished task, a beat already kept).
     ignored : int
         Events of a kind the writer does not know, or missing what their kind needs.
     by_kind : dict of str to int
@@ -141,7 +164,7 @@ class ApplyResult:
     """
 
     applied: int = 0
-    duplicates: int = 0
+    unchanged: int = 0
     ignored: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
 
@@ -153,7 +176,7 @@ class ApplyResult:
         other : ApplyResult
         """
         self.applied += other.applied
-        self.duplicates += other.duplicates
+        self.unchanged += other.unchanged
         self.ignored += other.ignored
         for kind, n in other.by_kind.items():
             self.by_kind[kind] = self.by_kind.get(kind, 0) + n
@@ -194,9 +217,11 @@ def _finished_attempts(conn: Any, external_id: str) -> Counter[tuple[int, str]]:
     return Counter((int(key), str(outcome)) for key, outcome in rows)
 
 
-# A start matches an attempt already recorded from its finish (whose start was dated by
-# the runtime) when it lies this close before the dated start, or anywhere after it.
-_START_SLACK_S = 1.0
+# What closes an attempt when another start of its task is recorded; the attempt's own
+# finish, should it arrive later (a late report), replaces it.
+_STARTED_AGAIN = "abandoned: started again"
+# How many tasks' message times the writer remembers.
+_MESSAGES_KEPT = 100_000
 
 
 class _Task:
@@ -256,6 +281,11 @@ class EventWriter:
         self._result = ApplyResult()
         # The hourly tiers' watermark, read once per batch (the batch holds the write lock).
         self._until: float | None = None
+        # When each message of a task (by its retries count) was first seen published or
+        # received, and what each worker received: a retry is published by the attempt
+        # before it, which therefore began earlier, whatever its start's stamp says.
+        self._messages: dict[str, dict[int, float]] = {}
+        self._receipts: dict[tuple[str, str], list[tuple[float, int]]] = {}
 
     # -- coverage -----------------------------------------------------------------------
     def start_coverage(self, source: str, at: float) -> int:
@@ -355,8 +385,8 @@ class EventWriter:
                     if outcome == "applied":
                         result.applied += 1
                         result.by_kind[event.kind] = result.by_kind.get(event.kind, 0) + 1
-                    elif outcome == "duplicate":
-                        result.duplicates += 1
+                    elif outcome == "unchanged":
+                        result.unchanged += 1
                     else:
                         result.ignored += 1
                 if seen_at is not None and self._coverage is not None:
@@ -396,6 +426,7 @@ class EventWriter:
         until = self._until
         tier_before = None if until is None else contributions(conn, event.task, until)
         if kind in ("task-sent", "task-received"):
+            self._note_message(event)
             outcome = self._queued(conn, event)  # touches no attempt, so no counter
         else:
             # Any other task event may finish, reopen or move an attempt of its task: the
@@ -411,7 +442,7 @@ class EventWriter:
         # An event dates the finishes it makes at or after its own time: one at or after
         # the watermark can only take back counts the task already had.
         if until is not None and tier_before is not None and (tier_before or event.at < until):
-            # Also after a "duplicate": a late rejection can close an attempt of a task
+            # Also after an "unchanged": a late rejection can close an attempt of a task
             # whose state is newer, which changes the attempt tier and nothing else.
             changes = contributions(conn, event.task, until)
             changes.subtract(tier_before)
@@ -453,9 +484,9 @@ class EventWriter:
                 ).fetchone()[0]
             )
             conn.execute(
-                "INSERT INTO worker_events (worker_key, at, event, capabilities)"
-                " VALUES (?, ?, 'registered', ?)",
-                (key, event.at, caps),
+                "INSERT INTO worker_events (worker_key, at, event, capabilities, interval_s)"
+                " VALUES (?, ?, 'registered', ?, ?)",
+                (key, event.at, caps, _freq(caps)),
             )
             if beat:
                 conn.execute(_INSERT_BEAT, (key, event.at, None))
@@ -480,9 +511,9 @@ class EventWriter:
         if event.capabilities:
             conn.execute("UPDATE workers SET capabilities = ? WHERE worker_key = ?", (caps, key))
         conn.execute(
-            "INSERT INTO worker_events (worker_key, at, event, capabilities)"
-            " VALUES (?, ?, 'registered', ?)",
-            (key, event.at, caps),
+            "INSERT INTO worker_events (worker_key, at, event, capabilities, interval_s)"
+            " VALUES (?, ?, 'registered', ?, ?)",
+            (key, event.at, caps, _freq(caps)),
         )
         return True
 
@@ -502,7 +533,7 @@ class EventWriter:
         if created:
             return "applied"
         revived = self._revive_if_removed(conn, key, event)
-        return "applied" if self._record_beat(conn, key, event.at) or revived else "duplicate"
+        return "applied" if self._record_beat(conn, key, event.at) or revived else "unchanged"
 
     def _online(self, conn: Any, event: RecordedEvent) -> str:
         key, created = self._worker(conn, event, beat=True)
@@ -517,14 +548,14 @@ class EventWriter:
             (key, event.at),
         ).fetchone()
         if seen is not None:
-            return "duplicate"
+            return "unchanged"
         caps = _caps(event)
         # A worker that comes online while registered restarted without saying goodbye
         # (killed), or is announced again: an update, and a sign of life.
         conn.execute(
-            "INSERT INTO worker_events (worker_key, at, event, capabilities)"
-            " VALUES (?, ?, 'updated', ?)",
-            (key, event.at, caps),
+            "INSERT INTO worker_events (worker_key, at, event, capabilities, interval_s)"
+            " VALUES (?, ?, 'updated', ?, ?)",
+            (key, event.at, caps, _freq(caps)),
         )
         conn.execute(
             "UPDATE workers SET capabilities = ? WHERE worker_key = ?"
@@ -541,7 +572,7 @@ class EventWriter:
             (key, event.at),
         ).fetchone()
         if seen is not None:
-            return "duplicate"
+            return "unchanged"
         conn.execute(
             "INSERT INTO worker_events (worker_key, at, event) VALUES (?, ?, 'removed')",
             (key, event.at),
@@ -566,9 +597,9 @@ class EventWriter:
                 "SELECT capabilities FROM workers WHERE worker_key = ?", (key,)
             ).fetchone()[0]
             conn.execute(
-                "INSERT INTO worker_events (worker_key, at, event, capabilities)"
-                " VALUES (?, ?, 'registered', ?)",
-                (key, later, caps),
+                "INSERT INTO worker_events (worker_key, at, event, capabilities, interval_s)"
+                " VALUES (?, ?, 'registered', ?, ?)",
+                (key, later, caps, _freq(caps)),
             )
         return "applied"
 
@@ -615,58 +646,105 @@ class EventWriter:
                 (event.eta, task.id, event.eta),
             )
             changed = changed or cursor.rowcount > 0
-        return "applied" if changed else "duplicate"
+        return "applied" if changed else "unchanged"
+
+    def _note_message(self, event: RecordedEvent) -> None:
+        if event.retries is None or event.task is None:
+            return
+        if len(self._messages) >= _MESSAGES_KEPT and event.task not in self._messages:
+            # Forget the oldest task: its attempts are long recorded.
+            oldest = next(iter(self._messages))
+            del self._messages[oldest]
+            for pair in [p for p in self._receipts if p[0] == oldest]:
+                del self._receipts[pair]
+        seen = self._messages.setdefault(event.task, {})
+        seen[event.retries] = min(seen.get(event.retries, math.inf), event.at)
+        if event.kind == "task-received" and event.worker:
+            got = self._receipts.setdefault((event.task, event.worker), [])
+            if (event.at, event.retries) not in got:
+                got.append((event.at, event.retries))
+
+    def _start_time(self, event: RecordedEvent, key: int, rows: list[tuple[Any, ...]]) -> float:
+        """When an attempt began: its start's stamp, or earlier when its retry was seen
+        published before it (a prefork main process can announce a start late)."""
+        if event.worker is None or event.task is None:
+            return event.at
+        got = [r for r in self._receipts.get((event.task, event.worker), ()) if r[0] <= event.at]
+        if not got:
+            return event.at
+        received, retries = max(got)
+        if any(r[1] == key and received <= r[2] < event.at for r in rows):
+            return event.at  # that receipt's start is recorded: this one's was missed
+        published = self._messages.get(event.task, {}).get(retries + 1, math.inf)
+        return min(event.at, published)
 
     def _started(self, conn: Any, event: RecordedEvent) -> str:
+        at = event.at
         key = self._worker(conn, event)[0] if event.worker else None
-        task, _created = self._task(conn, event, event.at)
+        task, _created = self._task(conn, event, at)
         self._name_task(conn, task, event)
         # A task has a few attempts: read them once, in the order they started.
         rows = _attempts_of(conn, task.id) if task.attempts or task.status != "queued" else []
-        if any(r[2] == event.at for r in rows):
-            return "duplicate"
-        after = next((r for r in rows if r[2] >= event.at - _START_SLACK_S), None)
-        if after is not None:
-            number, after_key, claimed, finished, _outcome = after
-            if (
-                (after_key == key or key is None)
-                and finished is not None
-                and event.at <= finished
-                and (claimed == finished or abs(claimed - event.at) <= _START_SLACK_S)
-            ):
-                # The same attempt, recorded from its finish first (its start dated from
-                # the runtime, or not at all): its own start time replaces the guess.
+        if key is None:
+            # A start naming no worker belongs to the worker of the attempt around it.
+            earlier = [r for r in rows if r[2] <= at]
+            near = earlier[-1] if earlier else (rows[0] if rows else None)
+            if near is None:
+                return "ignored"  # a start from nowhere: no worker to put the attempt on
+            key = int(near[1])
+        at = self._start_time(event, key, rows)
+        if any(r[1] == key and r[2] == at for r in rows):
+            return "unchanged"
+        # A worker runs one message of a task at a time, so a start belongs to the sender's
+        # attempt that had not finished by then, when one is recorded.
+        mine = next((r for r in rows if r[1] == key and (r[3] is None or r[3] >= at)), None)
+        ends_at = None
+        if mine is not None:
+            number, _key, claimed, finished, outcome, _error = mine
+            if finished is not None and claimed == finished:
+                # Recorded from its finish first, with no runtime to date its start.
                 conn.execute(
                     "UPDATE attempts SET claimed_at = ? WHERE task_id = ? AND attempt = ?",
-                    (event.at, task.id, number),
+                    (at, task.id, number),
                 )
                 if claimed == task.started_at:
-                    conn.execute(
-                        "UPDATE tasks SET started_at = ? WHERE id = ?", (event.at, task.id)
-                    )
+                    conn.execute("UPDATE tasks SET started_at = ? WHERE id = ?", (at, task.id))
+                _renumber(conn, task.id)
                 return "applied"
-        earlier = [r for r in rows if r[2] < event.at]
-        before = earlier[-1] if earlier else None
-        if key is None:
-            key = before[1] if before is not None else (after[1] if after is not None else None)
-        if key is None:
-            return "ignored"  # a start from nowhere: no worker to put the attempt on
-        if before is not None and before[4] is None:
-            # Started again while the previous attempt was still open: that one's worker
-            # lost it (killed, or the message was redelivered).
-            conn.execute(
-                "UPDATE attempts SET finished_at = ?, outcome = 'abandoned', error = ?"
-                " WHERE task_id = ? AND attempt = ?",
-                (event.at, "abandoned: started again", task.id, before[0]),
-            )
-        number = max((int(r[0]) for r in rows), default=0) + 1
+            if finished is not None and (outcome == "completed" or claimed <= at):
+                # Its start is dated from Celery's runtime, or already recorded.
+                return "unchanged"
+            if claimed > at:
+                # An earlier message of this worker whose end was never heard: it ended
+                # when the worker started the one recorded.
+                ends_at = claimed
+        # The attempts still open when this one started lost the task (killed, redelivered,
+        # or their own finish is on its way and will replace this outcome).
         conn.execute(
-            "INSERT INTO attempts (task_id, attempt, worker_key, claimed_at) VALUES (?, ?, ?, ?)",
-            (task.id, number, key, event.at),
+            "UPDATE attempts SET finished_at = ?1, outcome = 'abandoned', error = ?2"
+            " WHERE task_id = ?3 AND outcome IS NULL AND claimed_at < ?1",
+            (at, _STARTED_AGAIN, task.id),
         )
-        if after is not None:
+        later = [r[2] for r in rows if r[2] > at]
+        if later and ends_at is None:
+            ends_at = min(later)  # a later start elsewhere was recorded first
+        number = max((int(r[0]) for r in rows), default=0) + 1
+        count = len(rows) + 1
+        if ends_at is None:
+            conn.execute(
+                "INSERT INTO attempts (task_id, attempt, worker_key, claimed_at)"
+                " VALUES (?, ?, ?, ?)",
+                (task.id, number, key, at),
+            )
+        else:
+            conn.execute(
+                "INSERT INTO attempts (task_id, attempt, worker_key, claimed_at, finished_at,"
+                " outcome, error) VALUES (?, ?, ?, ?, ?, 'abandoned', ?)",
+                (task.id, number, key, at, ends_at, _STARTED_AGAIN),
+            )
+        if later:
             _renumber(conn, task.id)  # a start older than attempts already recorded
-        elif task.status == "cancelled" and task.newer_than(event.at):
+        elif task.status == "cancelled" and task.newer_than(at):
             # The revocation that ended this attempt was recorded first.
             conn.execute(
                 "UPDATE attempts SET finished_at = t.finished_at, outcome = 'cancelled',"
@@ -674,78 +752,93 @@ class EventWriter:
                 " WHERE attempts.task_id = ?1 AND attempts.attempt = ?2",
                 (task.id, number),
             )
-        if not task.newer_than(event.at):
+        if not later and not task.newer_than(at):
             conn.execute(
                 "UPDATE tasks SET status = 'processing', attempts = ?1,"
                 " max_attempts = max(max_attempts, ?1), started_at = ?2, finished_at = NULL,"
                 " worker_key = ?3, error = NULL WHERE id = ?4",
-                (number, event.at, key, task.id),
+                (count, at, key, task.id),
             )
         else:
             conn.execute(
                 "UPDATE tasks SET attempts = max(attempts, ?1),"
                 " max_attempts = max(max_attempts, ?1) WHERE id = ?2",
-                (number, task.id),
+                (count, task.id),
             )
         return "applied"
 
     def _finished(self, conn: Any, event: RecordedEvent) -> str:
-        kind = event.kind
+        kind, at = event.kind, event.at
         outcome = "completed" if kind == "task-succeeded" else "failed"
         error = None if outcome == "completed" else (event.error or kind)
         runtime = event.runtime if kind == "task-succeeded" else None
         if runtime is not None and not (math.isfinite(runtime) and runtime >= 0):
             runtime = None
-        began = event.at - (runtime or 0.0)
+        # Celery's runtime is measured in the process that ran the task; the events are
+        # stamped by the worker's main process. The attempt ends at its report and starts
+        # `runtime` before it, so its run_s is Celery's runtime.
+        began = at - (runtime or 0.0)
         key = self._worker(conn, event)[0] if event.worker else None
         task, _created = self._task(conn, event, began)
         self._name_task(conn, task, event)
         rows = _attempts_of(conn, task.id) if task.attempts or task.status != "queued" else []
-        if any(r[3] == event.at and r[4] == outcome for r in rows):
-            return "duplicate"
-        # The attempt this ends: the latest one started by then, if it is still open or
-        # was only closed by a later start (this event arrived late).
-        started = [r for r in rows if r[2] <= event.at]
-        own = started[-1] if started else None
-        if own is not None and (
-            own[4] is None or (own[4] == "abandoned" and own[3] is not None and own[3] >= event.at)
+        if any(
+            r[3] == at and r[4] == outcome and (key is None or r[1] == key) for r in rows
         ):
-            number, key = int(own[0]), (key if key is not None else own[1])
-            claimed = own[2]
+            return "unchanged"
+        # The attempt this ends: the sender's latest started by then, if it is still open
+        # or was closed only by a later start (elsewhere: this report came late) or a later
+        # rejection.
+        mine = [
+            r
+            for r in rows
+            if r[2] <= at
+            and (key is None or r[1] == key)
+            and (r[4] is None or (r[4] == "abandoned" and (r[5] == _STARTED_AGAIN or r[3] >= at)))
+        ]
+        # A prefork worker may run two messages of one task at once (a retry published by
+        # the first runs in another pool process): a retry ends the earliest open one,
+        # whose message was retried; a final outcome the latest.
+        own = (mine[0] if kind == "task-retried" else mine[-1]) if mine else None
+        if own is not None:
+            number, key = int(own[0]), (key if key is not None else int(own[1]))
+            claimed = began if runtime is not None else own[2]
             conn.execute(
-                "UPDATE attempts SET finished_at = ?, outcome = ?, error = ? WHERE task_id = ?"
-                " AND attempt = ?",
-                (event.at, outcome, error, task.id, number),
+                "UPDATE attempts SET claimed_at = ?, finished_at = ?, outcome = ?, error = ?"
+                " WHERE task_id = ? AND attempt = ?",
+                (claimed, at, outcome, error, task.id, number),
             )
+            others = [r for r in rows if int(r[0]) != number]
         else:
             # The start was missed (recorder started mid-flight): date it from the runtime.
             last = max(rows, key=lambda r: r[0]) if rows else None
             if key is None and last is not None:
-                key = last[1]
+                key = int(last[1])
             if key is None:
                 return "ignored"
             number = 1 if last is None else int(last[0]) + 1
             claimed = began
-            if last is not None and last[3] is not None and began < last[3] <= event.at:
-                claimed = last[3]
             conn.execute(
                 "INSERT INTO attempts (task_id, attempt, worker_key, claimed_at, finished_at,"
                 " outcome, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (task.id, number, key, claimed, event.at, outcome, error),
+                (task.id, number, key, claimed, at, outcome, error),
             )
-            if last is not None and last[2] > claimed:
-                _renumber(conn, task.id)  # attempts that started later were recorded first
-            if claimed < task.created_at:
-                conn.execute(
-                    "UPDATE tasks SET created_at = ?1, run_after = min(run_after, ?1)"
-                    " WHERE id = ?2",
-                    (claimed, task.id),
-                )
-        if task.newer_than(event.at):
+            others = rows
+        _renumber(conn, task.id)  # the start may have moved, or attempts started later
+        if claimed < task.created_at:
+            conn.execute(
+                "UPDATE tasks SET created_at = ?1, run_after = min(run_after, ?1) WHERE id = ?2",
+                (claimed, task.id),
+            )
+        count = len(others) + 1
+        # The task's state is its latest attempt's: a report of an earlier attempt (a
+        # retry reported after the next attempt started) adds history and moves nothing.
+        latest = not any(r[2] > claimed for r in others)
+        if not latest or task.newer_than(at):
             conn.execute(
                 "UPDATE tasks SET attempts = max(attempts, ?1),"
                 " max_attempts = max(max_attempts, ?1) WHERE id = ?2",
-                (number, task.id),
+                (count, task.id),
             )
         elif kind == "task-retried":
             conn.execute(
@@ -753,14 +846,14 @@ class EventWriter:
                 " max_attempts = max(max_attempts, ?1 + 1), started_at = ?2,"
                 " run_after = ?3, finished_at = NULL, worker_key = NULL, error = ?4"
                 " WHERE id = ?5",
-                (number, claimed, event.at, error, task.id),
+                (count, claimed, at, error, task.id),
             )
         else:
             conn.execute(
                 "UPDATE tasks SET status = ?1, attempts = max(attempts, ?2),"
                 " max_attempts = max(max_attempts, ?2), started_at = ?3, finished_at = ?4,"
                 " worker_key = ?5, error = ?6 WHERE id = ?7",
-                (outcome, number, claimed, event.at, key, error, task.id),
+                (outcome, count, claimed, at, key, error, task.id),
             )
         return "applied"
 
@@ -769,9 +862,9 @@ class EventWriter:
         if not created:
             self._name_task(conn, task, event)
             if task.status == "cancelled" and task.finished_at == event.at:
-                return "duplicate"
+                return "unchanged"
             if task.status in ("completed", "failed") and (task.finished_at or 0) <= event.at:
-                return "duplicate"  # revoking a finished task changes nothing
+                return "unchanged"  # revoking a finished task changes nothing
         error = event.error or "revoked"
         conn.execute(
             "UPDATE attempts SET finished_at = ?, outcome = 'cancelled', error = ?"
@@ -794,7 +887,7 @@ class EventWriter:
             (event.at, task.id, event.at),
         )
         if task.newer_than(event.at) or (task.status in _FINAL and cursor.rowcount == 0):
-            return "duplicate"
+            return "unchanged"
         if event.requeue:
             conn.execute(
                 "UPDATE tasks SET status = 'queued', run_after = ?, worker_key = NULL,"
@@ -811,11 +904,11 @@ class EventWriter:
 
 
 def _attempts_of(conn: Any, task_id: int) -> list[tuple[Any, ...]]:
-    """A task's attempts (attempt, worker_key, claimed_at, finished_at, outcome) by start."""
+    """A task's attempts (attempt, worker_key, claimed_at, finished_at, outcome, error)."""
     return [
         tuple(r)
         for r in conn.execute(
-            "SELECT attempt, worker_key, claimed_at, finished_at, outcome FROM attempts"
+            "SELECT attempt, worker_key, claimed_at, finished_at, outcome, error FROM attempts"
             " WHERE task_id = ? ORDER BY claimed_at, attempt",
             (task_id,),
         ).fetchall()
@@ -853,6 +946,19 @@ def _finite(value: Any, name: str) -> float:
     if not _usable_time(value):
         raise ValueError(f"{name} must be finite epoch seconds, got {value!r}")
     return float(value)
+
+
+def _freq(caps: str | None) -> float | None:
+    """The beat interval a worker announced (Celery's ``freq``) in its capabilities."""
+    if not caps:
+        return None
+    try:
+        value = json.loads(caps).get("freq")
+    except (ValueError, AttributeError):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and value > 0 else None
 
 
 def _caps(event: RecordedEvent) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import WorkerNotFound
+from ..history.intervals import check_interval
 from ..history.model import (
     MAX_ID_LENGTH,
     MAX_JSON_DEPTH,
@@ -45,7 +46,11 @@ __all__ = [
 
 
 def register_worker(
-    db: Store, worker_id: str, capabilities: Mapping[str, Any] | None = None
+    db: Store,
+    worker_id: str,
+    capabilities: Mapping[str, Any] | None = None,
+    *,
+    interval: Any = None,
 ) -> Worker:
     """Register a worker, or update an existing one (UPSERT).
 
@@ -62,6 +67,11 @@ def register_worker(
         1 to 200 characters.
     capabilities : dict, optional
         A JSON-serialisable dict describing what the worker can do.
+    interval : float, str or None, optional
+        How often the worker will beat (seconds or a duration string such as ``"2s"``).
+        The liveness model (:mod:`qanalytics.history.intervals`) holds the worker to it:
+        late after three intervals of silence, stale after ten. None: the interval is
+        learned from the worker's own beats (or an earlier declaration still holds).
 
     Returns
     -------
@@ -76,6 +86,7 @@ def register_worker(
         If the store is read-only.
     """
     check_worker_id(worker_id)
+    declared = check_interval(interval)
     caps = encode_json(
         {} if capabilities is None else capabilities, name="capabilities", require_dict=True
     )
@@ -109,10 +120,18 @@ def register_worker(
                     " heartbeats = heartbeats + 1 WHERE worker_key = ?",
                     (caps, now, key),
                 )
-        conn.execute(
-            "INSERT INTO worker_events (worker_key, at, event, capabilities) VALUES (?, ?, ?, ?)",
-            (key, now, event, caps),
-        )
+        if declared is None:
+            conn.execute(
+                "INSERT INTO worker_events (worker_key, at, event, capabilities)"
+                " VALUES (?, ?, ?, ?)",
+                (key, now, event, caps),
+            )
+        else:
+            conn.execute(
+                "INSERT INTO worker_events (worker_key, at, event, capabilities, interval_s)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (key, now, event, caps, declared),
+            )
         conn.execute(
             "INSERT INTO heartbeats (worker_key, at, task_id) VALUES (?, ?, NULL)", (key, now)
         )
@@ -155,7 +174,7 @@ def heartbeat(db: Store, worker_id: str, *, task_id: int | None = None) -> bool:
     # The hot path of every worker: Store.transaction's generator and nested wrap_errors
     # cost ~10 % of a beat, so the same BEGIN IMMEDIATE / COMMIT / ROLLBACK and the same
     # error wrapping are spelled out here, and the message is only formatted on failure.
-    if db.readonly:
+    if db.readonly or db.write_setup_pending:
         db.require_writable(f"heartbeat for worker {worker_id!r}")
     conn = db.conn
     if conn.in_transaction:
