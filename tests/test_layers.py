@@ -25,6 +25,8 @@ LAYERS = {
     "_text": 1,
     "_docstrings": 1,
     "_compat": 1,
+    "_progress": 1,
+    "_suggest": 4,
     "state": 2,
     "store": 3,
     "write": 4,

@@ -28,8 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._progress import progress_class
 from .._text import human_duration
 from .._time import parse_duration
+from ..capacity import understaffed
 from ..errors import ReportError
 from ..read.common import resolve_window
 from ..read.frames import tasks, workers
@@ -299,8 +301,6 @@ def _kernel_manager_class() -> type:
 def _execute(nb: Any, workdir: str, *, progress: bool, env: Mapping[str, str]) -> None:
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
-
-    from .._progress import progress_class
 
     tqdm = progress_class()
 
@@ -577,8 +577,6 @@ def capacity_short(plan: pd.DataFrame) -> pd.Series:
     ValueError
         If `plan` lacks one of the two columns.
     """
-    from ..capacity import understaffed
-
     return understaffed(plan)
 
 
