@@ -27,8 +27,8 @@ LAYERS = {
     "_text": 1,
     "_docstrings": 1,
     "_compat": 1,
-    "_suggest": 4,
     "_progress": 1,
+    "_suggest": 4,
     "state": 2,
     "store": 3,
     "history": 4,  # the model, marks and liveness rule both sides share

@@ -798,6 +798,9 @@ def test_version_one_store_migrates_and_keeps_every_row(tmp_path: Path) -> None:
         assert len(qa.heartbeats(ro)) == 11
         assert mt.raw_history_starts_at(ro) is None
     with qa.connect(path, clock=qa.FakeClock(T0 + 100)) as db:
+        # Opened for writing, the file is migrated on the first write (or on demand).
+        assert db.schema_version == 1
+        assert db.prepare_writes()
         assert db.schema_version == SCHEMA_VERSION
         for t in tables:
             # Later versions add columns at the end (external_id, NULL for existing tasks); the

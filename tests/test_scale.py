@@ -253,6 +253,7 @@ def test_migration_backfills_the_counters(tmp_path: Path) -> None:
         assert old.schema_version == COUNTERS_VERSION - 1  # read as it is, by counting
         before = qa.workers(old).set_index("worker_id")
     with qa.connect(path, clock=clock) as db:
+        db.prepare_writes()  # migrated on the first write, or on demand
         assert db.schema_version >= COUNTERS_VERSION
         # a: 3 raw beats + 4 rolled up; one completed, one failed; b: the abandoned
         # attempt counts as neither.
