@@ -199,7 +199,7 @@ def test_stale_formats(store: dict[str, Any], fmt: str) -> None:
     else:
         records = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [r["worker_id"] for r in records] == ["w-stale"]
-    assert str(records[0]["current_task_id"]) == str(store["held"])
+    assert str(records[0]["held_task_id"]) == str(store["held"])
     assert float(records[0]["since_heartbeat_s"]) == pytest.approx(890.0)
 
 
@@ -566,7 +566,7 @@ def test_now_latest_reads_a_historical_store_as_of_its_last_event(tmp_path: Path
     # Today every worker of a months-old file is stale; as of its last event only "b" is.
     result = CliRunner().invoke(main, ["stale", "--db", str(path), "--now", "latest"])
     assert result.exit_code == 1
-    assert "b" in result.output.split("current_task_id", 1)[1]
+    assert "b" in result.output.split("held_task_id", 1)[1]
     assert " a " not in result.output
 
 

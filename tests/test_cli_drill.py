@@ -442,5 +442,9 @@ def test_stale_default_is_the_state_rule() -> None:
     from qanalytics.cli.commands import STALE_DEFAULT
     from qanalytics.state import STALE_AFTER_S
 
+    # requeue-orphans keeps fixed seconds; stale follows the liveness model by default.
     assert qa.parse_duration(STALE_DEFAULT) == STALE_AFTER_S
-    assert f"default: {STALE_DEFAULT}" in run("stale", "--help").stdout
+    assert f"default: {STALE_DEFAULT}" in run("requeue-orphans", "--help").stdout
+    assert "ten of the worker's own expected beat intervals" in " ".join(
+        run("stale", "--help").stdout.split()
+    )

@@ -50,9 +50,15 @@ def test_empty_store(db: qa.Store) -> None:
         "current_task_id",
         "tasks_completed",
         "tasks_failed",
+        "interval_s",
+        "interval_source",
+        "held_task_id",
+        "held_task_status",
         "capabilities",
     ]
     assert str(w["current_task_id"].dtype) == "Int64"
+    assert str(w["held_task_id"].dtype) == "Int64"
+    assert w["interval_source"].dtype == "category" and w["held_task_status"].dtype == "category"
     assert str(w["registered_at"].dtype) == "datetime64[us, UTC]"
     h = heartbeats(db)
     assert list(h.columns) == ["worker_id", "at", "task_id", "resolution", "beats"]

@@ -270,7 +270,8 @@ def _liveness_answers(db: qa.Store, end: float) -> dict[str, pd.DataFrame]:
     span = end - T0
     return {
         "outages": qa.outages(db),
-        "outages_min_gap": qa.outages(db, min_gap=30),
+        # A minute or more: the tiers keep every silence over a minute, so after prune too.
+        "outages_min_gap": qa.outages(db, min_gap=60),
         "outages_window": qa.outages(db, since=T0 + span / 3, until=T0 + span / 2),
         "outages_past": qa.outages(db, now=T0 + span * 0.7),
         "uptime": qa.uptime(db, freq="10min"),

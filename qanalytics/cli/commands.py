@@ -423,9 +423,9 @@ def workers_command(
 @click.option(
     "--threshold",
     type=DURATION,
-    default=STALE_DEFAULT,
-    show_default=True,
-    help="A worker silent for longer than this is stale.",
+    default=None,
+    help="A worker silent for longer than this is stale "
+    "[default: ten of the worker's own expected beat intervals].",
 )
 @_format_option()
 @_columns_option
@@ -435,7 +435,7 @@ def workers_command(
 def stale_command(
     ctx: click.Context,
     db_path: str | None,
-    threshold: float,
+    threshold: float | None,
     fmt: str,
     now: str | None,
     watch_every: float | None,
@@ -450,18 +450,32 @@ def stale_command(
         with _open(db_path, now=now) as db:
             # Late sits between active and stale, so the active bound must not exceed the
             # stale one.
-            active_within = min(state.ACTIVE_WITHIN_S, threshold)
-            frame = frames.workers(
-                db, now=_time_arg(now), active_within=active_within, stale_after=threshold
-            )
+            if threshold is None:  # the liveness model: each worker's own rhythm
+                frame = frames.workers(db, now=_time_arg(now))
+            else:
+                active_within = min(state.ACTIVE_WITHIN_S, threshold)
+                frame = frames.workers(
+                    db, now=_time_arg(now), active_within=active_within, stale_after=threshold
+                )
         stale = frame.loc[
             frame["state"] == "stale",
-            ["worker_id", "last_heartbeat_at", "since_heartbeat_s", "current_task_id"],
+            [
+                "worker_id",
+                "last_heartbeat_at",
+                "since_heartbeat_s",
+                "held_task_id",
+                "held_task_status",
+            ],
         ].reset_index(drop=True)
-        limit = human_duration(threshold)
+        if threshold is None:
+            limit = "ten of their expected beat intervals"
+            empty = "No stale workers (silent for more than ten expected beat intervals)."
+        else:
+            limit = human_duration(threshold)
+            empty = f"No stale workers (threshold {limit})."
         if fmt == "table" and not stale.empty:
             click.echo(f"{len(stale)} stale worker(s), silent for more than {limit}:")
-        emit_frame(stale, fmt, empty=f"No stale workers (threshold {limit}).")
+        emit_frame(stale, fmt, empty=empty)
         return not stale.empty
 
     if _watched(ctx, watch_every, "qanalytics stale", render):

@@ -9,10 +9,11 @@ A worker's beats are split into *lives*: a removal ends a life and a registratio
 records a beat) starts the next one, so the silence between a removal and a revival is
 neither a gap nor an outage. Within a life, the *gap* before a beat is the time since the
 previous beat. A gap is an *outage* when it exceeds the worker's *threshold*: ``min_gap``
-when given, else 3x the median of the worker's positive gaps in the history read (the
-fleet-wide median when the worker has none; with no gaps at all and no ``min_gap``,
-:data:`UNMEASURED_THRESHOLD_S`). After a life's last beat, the silence up to the removal
-(or up to ``now`` while still registered) is an outage when it exceeds the threshold too.
+when given, else three of the worker's expected beat intervals (the liveness model of
+:mod:`qanalytics.history.intervals`: declared, learned from its first gaps, the fleet's,
+or 30 s), the same rule :func:`qanalytics.workers` uses for its states. After a life's
+last beat, the silence up to the removal (or up to ``now`` while still registered) is an
+outage when it exceeds the threshold too.
 
 Alive time is the complement of outages within each life: a beat covers ``[beat, next
 beat]`` when the gap to the next beat is not an outage; the last beat of a life covers up
@@ -807,8 +808,8 @@ def alive_intervals(
         Clip the intervals to this window. Intervals wholly outside are dropped.
     {now}
     min_gap : float, str or None
-        A fixed outage threshold (seconds or a duration string) instead of 3x each
-        worker's median heartbeat interval.
+        A fixed outage threshold (seconds or a duration string) instead of three of each
+        worker's expected beat intervals.
 
     Returns
     -------
@@ -924,14 +925,17 @@ def outages(
     """One row per silence episode: when each worker went quiet and what it held.
 
     A gap between consecutive beats is an outage when it exceeds the worker's threshold
-    (3x its median heartbeat interval, or `min_gap`); so is the silence after a life's
-    last beat, up to its removal or, while still registered, up to `now`.
+    (three of its expected beat intervals, see :mod:`qanalytics.history.intervals`, or
+    `min_gap`); so is the silence after a life's last beat, up to its removal or, while
+    still registered, up to `now`.
 
     Parameters
     ----------
     {db}
     min_gap : float, str or None
-        A fixed threshold (seconds or a duration string such as ``"2min"``).
+        A fixed threshold (seconds or a duration string such as ``"2min"``). Once raw
+        beats are pruned, a `min_gap` finer than the summary tiers kept (every silence
+        over twice the expected interval, at most a minute) raises ``ValueError``.
     {since_until}
         Outages overlapping this window, each reported whole: an outage that started
         before `since` and is still going (or ended inside the window) is included,
@@ -1370,7 +1374,7 @@ def uptime(
         The window. Without `since`, the window starts at the first beat.
     {now}
     min_gap : float, str or None
-        A fixed outage threshold instead of 3x the worker's median interval.
+        A fixed outage threshold instead of three of the worker's expected intervals.
 
     Returns
     -------
