@@ -13,6 +13,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -164,6 +165,7 @@ def test_simulate_then_report_in_fresh_interpreters(fresh_store: Path, tmp_path:
 # -- reading changes nothing ------------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:.*is opened for writing:UserWarning")
 def test_connect_and_read_leaves_the_sample_byte_identical(tmp_path: Path) -> None:
     copy = tmp_path / "sample.db"
     shutil.copyfile(SAMPLE, copy)
@@ -177,6 +179,23 @@ def test_connect_and_read_leaves_the_sample_byte_identical(tmp_path: Path) -> No
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sample.db"]
 
 
+def test_opening_an_old_file_for_writing_warns(tmp_path: Path) -> None:
+    copy = tmp_path / "sample.db"
+    shutil.copyfile(SAMPLE, copy)
+    with pytest.warns(UserWarning, match="opened for writing, but its last event was"):
+        qa.connect(copy).close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        qa.connect(copy, readonly=True).close()  # only reading: nothing to warn about
+        qa.connect(copy, clock="latest").close()  # read and written as of its last event
+        qa.connect(tmp_path / "new.db").close()  # a new store has no events
+    # The command line says it once, in its own words, not as a Python warning.
+    done = _run([*CLI, "summarize", "--db", str(copy)], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "UserWarning" not in done.stderr and "--now latest" in done.stderr
+
+
+@pytest.mark.filterwarnings("ignore:.*is opened for writing:UserWarning")
 def test_the_first_write_migrates_and_switches_to_wal(tmp_path: Path) -> None:
     copy = tmp_path / "sample.db"
     shutil.copyfile(SAMPLE, copy)
@@ -190,6 +209,7 @@ def test_the_first_write_migrates_and_switches_to_wal(tmp_path: Path) -> None:
     conn.close()
 
 
+@pytest.mark.filterwarnings("ignore:.*is opened for writing:UserWarning")
 def test_prepare_writes_and_migrate_command(tmp_path: Path) -> None:
     copy = tmp_path / "sample.db"
     shutil.copyfile(SAMPLE, copy)

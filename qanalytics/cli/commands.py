@@ -38,6 +38,7 @@ import json
 import logging
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -310,7 +311,10 @@ def _open(db_path: str | None, *, readonly: bool = True, now: Any = _NOT_ASKED) 
     if not readonly:
         # A writer would create a missing file; check it is an existing store first.
         connect(path, readonly=True).close()
-    db = connect(path, readonly=readonly)
+    with warnings.catch_warnings():
+        # The command says it once itself, after its output, with the --now to use.
+        warnings.filterwarnings("ignore", message=".* is opened for writing, but its last event")
+        db = connect(path, readonly=readonly)
     if now is None:
         try:
             _warn_if_old(db)

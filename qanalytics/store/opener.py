@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Literal, cast
 
+from .._text import human_duration
 from .._time import Clock, system_clock
 from .base import LAYOUTS, Store
 from .postgres import connect_postgres, is_postgres_url
@@ -53,6 +55,13 @@ def connect(
     Store
         Usable as a context manager.
 
+    Warns
+    -----
+    UserWarning
+        When an existing store opened for writing had its last event more than a day
+        before the clock's now (a copy, ``data/sample.db``): reading it as of today
+        makes every worker stale, and writes land after a long silence.
+
     Raises
     ------
     StoreNotFound
@@ -94,7 +103,30 @@ def connect(
             store.clock = (lambda: frozen) if frozen is not None else system_clock
         elif clock is not None:
             store.clock = cast(Clock, clock)
+        if not readonly and not latest:
+            _warn_if_old(store)
     except BaseException:
         store.close()
         raise
     return store
+
+
+#: An existing store opened for writing warns when its last event is older than this.
+OLD_STORE_AFTER_S = 86400.0
+
+
+def _warn_if_old(store: Store) -> None:
+    """Warn when a store opened for writing is a historical file (a copy, the sample)."""
+    last = store.latest_event_at()
+    if last is None:
+        return
+    age = store.now() - last
+    if age > OLD_STORE_AFTER_S:
+        warnings.warn(
+            f"{store.path!r} is opened for writing, but its last event was "
+            f"{human_duration(age)} ago: writes are stamped now, after a long silence, and "
+            "every worker in it reads as stale. To only read it, pass readonly=True; to "
+            "read it as it stood, clock='latest'.",
+            UserWarning,
+            stacklevel=3,
+        )
