@@ -262,9 +262,21 @@ def workers(
             ACTIVE_WITHIN_S if fixed_active is None else fixed_active,
             STALE_AFTER_S if fixed_stale is None else fixed_stale,
         )
-        return classic.workers(
+        frame = classic.workers(
             db, at=at, active_s=active_s, stale_s=stale_s, include_removed=include_removed
         )
+        # No beat history: the classic layout's fixed thresholds, and what a worker holds
+        # is what it holds now.
+        at_caps = list(frame.columns).index("capabilities")
+        frame.insert(
+            at_caps, "held_task_status", pd.Series([None] * len(frame), dtype=STATUS_DTYPE)
+        )
+        frame.insert(at_caps, "held_task_id", frame["current_task_id"].astype("Int64"))
+        frame.insert(
+            at_caps, "interval_source", pd.Series([None] * len(frame), dtype=SOURCE_DTYPE)
+        )
+        frame.insert(at_caps, "interval_s", np.full(len(frame), np.nan))
+        return frame
     counters = db.schema_version >= COUNTERS_VERSION
 
     def read() -> tuple[list[tuple[Any, ...]], float | None]:
