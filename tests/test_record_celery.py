@@ -693,7 +693,14 @@ def _disagreements(out: dict[str, Any]) -> list[str]:
             continue
         inside = any(s <= e["timestamp"] <= end for s, _seen, end in periods)
         if inside and (e["hostname"], float(e["timestamp"])) not in beats:
-            found.append(f"beat {e['hostname']} at {e['timestamp']} inside coverage not recorded")
+            edges = min(
+                ((e["timestamp"] - s, end - e["timestamp"]) for s, _seen, end in periods),
+                key=min,
+            )
+            found.append(
+                f"beat {e['hostname']} at {e['timestamp']} inside coverage not recorded"
+                f" ({edges[0]:.4f} s after its period began, {edges[1]:.4f} s before it ended)"
+            )
     return found
 
 

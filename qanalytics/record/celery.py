@@ -248,7 +248,16 @@ class CeleryRecorder:
     --------
     >>> rec = CeleryRecorder("redis://localhost:6379/0", "fleet.db")  # doctest: +SKIP
     >>> rec.run()        # until rec.stop(), SIGTERM or SIGINT      # doctest: +SKIP
+
+    Notes
+    -----
+    On :meth:`stop` the receiver keeps reading until one read hears nothing (at most
+    ``STOP_GRACE_S`` seconds), and the listening period ends when that read began, so an
+    event already on its way when the recorder was asked to stop is still written.
     """
+
+    #: Seconds a stopping receiver may keep reading events already on their way.
+    STOP_GRACE_S = 2.0
 
     def __init__(
         self,
@@ -306,6 +315,8 @@ class CeleryRecorder:
         self._thread: threading.Thread | None = None
         self._listening = threading.Event()
         self._drained_at: float | None = None  # the receiver's last drain began (clock)
+        self._heard_in_drain = 0  # events the receiver's current drain delivered
+        self._stop_by = math.inf  # time.monotonic() by which the receiver stops draining
         self._ended_at = -math.inf  # when the receiver stopped listening last (clock)
         self.totals = ApplyResult()
         self.errors = 0
@@ -313,10 +324,9 @@ class CeleryRecorder:
     # -- control ------------------------------------------------------------------------
     def stop(self) -> None:
         """Ask :meth:`run` to flush, close and return. Safe from signal handlers and threads."""
+        if not self._stop.is_set():
+            self._stop_by = time.monotonic() + self.STOP_GRACE_S
         self._stop.set()
-        receiver = self._receiver
-        if receiver is not None:
-            receiver.should_stop = True
 
     @property
     def listening(self) -> bool:
@@ -543,10 +553,25 @@ class CeleryRecorder:
                     started_listening()
                 super().on_consume_ready(connection, channel, *args, **kwargs)
 
+            @property
+            def should_stop(self) -> bool:
+                # Asked to stop, keep draining until a drain hears nothing (or the grace
+                # runs out): everything published before that drain began was read, so
+                # its start is when listening ends. Stopping at once would drop the events
+                # already on their way, inside the period the coverage table claims.
+                if not recorder._stop.is_set():
+                    return False
+                quiet = recorder._drained_at is not None and recorder._heard_in_drain == 0
+                return quiet or time.monotonic() >= recorder._stop_by
+
+            @should_stop.setter
+            def should_stop(self, value: bool) -> None:
+                if value:
+                    recorder.stop()
+
             def on_iteration(self) -> None:
-                # Every event published before a drain begins is read by it, so the last
-                # drain's start is when listening ends.
                 recorder._drained_at = recorder.clock()
+                recorder._heard_in_drain = 0
 
         def started_listening() -> None:
             if not recorder._listening.is_set():
@@ -561,6 +586,7 @@ class CeleryRecorder:
                 put(_Marker(False, end, reason))
 
         def on_event(event: Mapping[str, Any]) -> None:
+            recorder._heard_in_drain += 1
             started_listening()  # an event proves the subscription (a transport unlike both)
             mapped = from_celery(event)
             if mapped is not None:
@@ -579,7 +605,7 @@ class CeleryRecorder:
                         limit=None, timeout=None, safety_interval=0.2, wakeup=True
                     ):
                         backoff = 0.5
-                    stopped_listening("stopped")
+                    stopped_listening("stopped", self._drained_at)
                     if self._stop.is_set():
                         break
             except Exception as exc:

@@ -522,23 +522,30 @@ class Store:
         float or None
             Epoch seconds; None for an empty store.
         """
+        # A damaged row (a text time, a blob) is skipped here, as `check` reports it:
+        # SQLite's max() would rank text above every number.
+        def m(col: str) -> str:
+            if self.dialect == "sqlite":
+                return f"max(CASE WHEN typeof({col}) IN ('integer', 'real') THEN {col} END)"
+            return f"max({col})"
+
         if self.layout != "native":
             row = self.query(
                 "SELECT max(x) FROM ("
-                " SELECT max(last_heartbeat_at) AS x FROM workers UNION ALL"
-                " SELECT max(created_at) FROM tasks UNION ALL"
-                " SELECT max(started_at) FROM tasks UNION ALL"
-                " SELECT max(finished_at) FROM tasks) AS events",
+                f" SELECT {m('last_heartbeat_at')} AS x FROM workers UNION ALL"
+                f" SELECT {m('created_at')} FROM tasks UNION ALL"
+                f" SELECT {m('started_at')} FROM tasks UNION ALL"
+                f" SELECT {m('finished_at')} FROM tasks) AS events",
                 action="find the latest recorded event",
             )[0]
             return None if row[0] is None else float(row[0])
         row = self.query(
             "SELECT max(x) FROM ("
-            " SELECT max(at) AS x FROM heartbeats UNION ALL"
-            " SELECT max(at) FROM worker_events UNION ALL"
-            " SELECT max(created_at) FROM tasks UNION ALL"
-            " SELECT max(claimed_at) FROM attempts UNION ALL"
-            " SELECT max(finished_at) FROM attempts) AS events",
+            f" SELECT {m('at')} AS x FROM heartbeats UNION ALL"
+            f" SELECT {m('at')} FROM worker_events UNION ALL"
+            f" SELECT {m('created_at')} FROM tasks UNION ALL"
+            f" SELECT {m('claimed_at')} FROM attempts UNION ALL"
+            f" SELECT {m('finished_at')} FROM attempts) AS events",
             action="find the latest recorded event",
         )[0]
         return None if row[0] is None else float(row[0])
