@@ -439,12 +439,8 @@ def test_public_names_and_old_module_paths_still_resolve() -> None:
 
 
 def test_stale_default_is_the_state_rule() -> None:
-    from qanalytics.cli.commands import STALE_DEFAULT
-    from qanalytics.state import STALE_AFTER_S
-
-    # requeue-orphans keeps fixed seconds; stale follows the liveness model by default.
-    assert qa.parse_duration(STALE_DEFAULT) == STALE_AFTER_S
-    assert f"default: {STALE_DEFAULT}" in run("requeue-orphans", "--help").stdout
-    assert "ten of the worker's own expected beat intervals" in " ".join(
-        run("stale", "--help").stdout.split()
-    )
+    # stale and requeue-orphans follow the liveness model by default, as workers() does.
+    for command in ("stale", "requeue-orphans"):
+        assert "ten of the worker's own expected beat intervals" in " ".join(
+            run(command, "--help").stdout.split()
+        ), command

@@ -13,6 +13,10 @@ from qanalytics.liveness import alive_intervals, heartbeat_gaps, outages, uptime
 T0 = 1_700_000_000.0  # the fake clock fixture starts here
 
 
+
+def _utc(t: float) -> pd.Timestamp:
+    return pd.Timestamp(t, unit="s", tz="UTC")
+
 def _build(db: qa.Store, clock: qa.FakeClock) -> int:
     """Worker a beats every 10s with one 100s silence; b is removed; c goes silent."""
     qa.register_worker(db, "a")
@@ -146,20 +150,23 @@ def test_alive_intervals_complement_outages(db: qa.Store, clock: qa.FakeClock) -
     for wid in ["a", "b", "c"]:
         s = spans[spans["worker_id"] == wid]
         o = out[out["worker_id"] == wid]
-        alive = float((s["end"] - s["start"]).sum())
+        alive = (s["end"] - s["start"]).sum().total_seconds()
         silent = float(o["duration_s"].sum())
         first = _raw_beats(db, clock())[wid][0]
         end = T0 + 250 if wid == "b" else clock()
         assert alive + silent == pytest.approx(end - first)
     a = spans[spans["worker_id"] == "a"]
-    assert list(zip(a["start"], a["end"], strict=True)) == [(T0, T0 + 50), (T0 + 150, T0 + 160)]
+    assert list(zip(a["start"], a["end"], strict=True)) == [
+        (_utc(T0), _utc(T0 + 50)), (_utc(T0 + 150), _utc(T0 + 160))
+    ]
+    assert str(spans["start"].dtype) == str(out["start"].dtype)
 
 
 def test_alive_intervals_window_as_duration_and_iso(db: qa.Store, clock: qa.FakeClock) -> None:
     _build(db, clock)
     iso = pd.Timestamp(T0 + 30, unit="s", tz="UTC").isoformat()
     by_iso = alive_intervals(db, since=iso, until=T0 + 155)
-    assert by_iso["start"].min() >= T0 + 30 and by_iso["end"].max() <= T0 + 155
+    assert by_iso["start"].min() >= _utc(T0 + 30) and by_iso["end"].max() <= _utc(T0 + 155)
     back = clock() - (T0 + 30)
     by_duration = alive_intervals(db, since=f"{back}s", until=T0 + 155)
     pd.testing.assert_frame_equal(by_iso, by_duration)
@@ -184,6 +191,8 @@ def test_revived_worker_starts_a_new_life(db: qa.Store, clock: qa.FakeClock) -> 
 def test_uptime_matches_interval_overlap(db: qa.Store, clock: qa.FakeClock) -> None:
     _build(db, clock)
     spans = alive_intervals(db)
+    for column in ("start", "end"):  # epoch seconds for the arithmetic below
+        spans[column] = spans[column].map(pd.Timestamp.timestamp)
     up = uptime(db, freq="1min", since=T0, until=clock())
     assert up["alive_fraction"].between(0, 1).all()
     beats = heartbeats(db)

@@ -174,3 +174,28 @@ def test_a_stale_worker_names_the_task_it_held(db: qa.Store, clock: qa.FakeClock
     out = qa.outages(db)
     ongoing = out[out["ongoing"] & (out["worker_id"] == "holder")]
     assert ongoing["tasks_in_flight"].iloc[0] == [task]
+
+
+def test_lists_and_orphans_follow_the_model(db: qa.Store, clock: qa.FakeClock) -> None:
+    """active_workers, stale_workers, find_orphans and requeue_orphans judge by one rule."""
+    qa.register_worker(db, "celery", interval=2)
+    qa.register_worker(db, "slow", interval=30)
+    task = qa.enqueue(db, "email")
+    assert qa.claim(db, "celery", lease="1h") is not None
+    clock.advance(25)  # over ten of celery's 2 s beats, under three of slow's 30 s
+    assert [w.worker_id for w in qa.stale_workers(db)] == ["celery"]
+    assert [w.worker_id for w in qa.active_workers(db)] == ["slow"]
+    frame = qa.workers(db).set_index("worker_id")["state"].astype(str).to_dict()
+    assert frame == {"celery": "stale", "slow": "active"}
+    # A fixed threshold still means what it says, and the classic API keeps 60 s / 300 s.
+    assert qa.stale_workers(db, stale_after=300) == []
+    assert {w.worker_id for w in qa.active_workers(db, within=60)} == {"celery", "slow"}
+    monitor = qa.QueueMonitoring(db)
+    assert monitor.get_stale_workers() == []
+    orphans = qa.find_orphans(db)
+    assert [(o.task_id, o.worker_id, o.reason) for o in orphans] == [
+        (task, "celery", "worker stale")
+    ]
+    assert qa.find_orphans(db, stale_after="5min") == []
+    assert qa.requeue_orphans(db) == [task]
+    assert qa.get_task(db, task).status == "queued"

@@ -183,7 +183,7 @@ def _compare(db: qa.Store, fleet: Fleet, stage: str, *, pruned: bool) -> None:
         assert got == want, (stage, min_gap, sorted(got ^ want))
         frame = qa.alive_intervals(db, now=fleet.end, min_gap=min_gap)
         alive = {
-            (str(w), float(a), float(b))
+            (str(w), a.timestamp(), b.timestamp())
             for w, a, b in zip(frame["worker_id"], frame["start"], frame["end"], strict=True)
         }
         expected = _alive(fleet, min_gap)

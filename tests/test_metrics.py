@@ -567,6 +567,8 @@ def test_utilization_matches_raw_rows(loaded: tuple[qa.Store, list[dict]]) -> No
     since = now - 12 * HOUR
     got = metrics.utilization(db, freq="1h", since=since)
     alive = alive_intervals(db, since=since, now=now)
+    for column in ("start", "end"):  # epoch seconds for the arithmetic below
+        alive[column] = alive[column].map(pd.Timestamp.timestamp)
     busy: dict[tuple[str, float], float] = defaultdict(float)
     up: dict[tuple[str, float], float] = defaultdict(float)
     first, last = math.floor(since / HOUR), math.floor(now / HOUR)

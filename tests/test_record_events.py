@@ -494,7 +494,10 @@ def test_not_observed_silences_keep_the_window_edge_rules(db: qa.Store) -> None:
 def test_alive_intervals_span_a_silence_nobody_heard(db: qa.Store) -> None:
     _two_periods(db, coverage=True)
     spans = qa.alive_intervals(db, since=T0, until=T0 + 100, now=T0 + 100)
-    got = [(str(r.worker_id), r.start - T0, r.end - T0) for r in spans.itertuples()]
+    got = [
+        (str(r.worker_id), r.start.timestamp() - T0, r.end.timestamp() - T0)
+        for r in spans.itertuples()
+    ]
     # w1 alive throughout (the unheard 20..60 is no evidence of death); w2 up to its
     # last beat at 80, after which a silence was heard.
     assert got == [(W1, 0.0, 100.0), (W2, 0.0, 80.0)]

@@ -167,12 +167,17 @@ def aged(db: qa.Store, clock: qa.FakeClock) -> qa.Store:
 
 
 def test_active_and_stale_boundaries(aged: qa.Store) -> None:
+    # No worker has beaten since registering: each has the default 30 s interval, so
+    # it is active up to 90 s of silence and stale after 300 s.
     active = [w.worker_id for w in qa.active_workers(aged)]
     stale = [w.worker_id for w in qa.stale_workers(aged)]
-    assert active == ["age0", "age60"]  # at most 60 s old, most recent first
-    assert stale == ["age1000", "age301"]  # more than 300 s old, oldest first
+    assert active == ["age0", "age60", "age61"]  # most recent first
+    assert stale == ["age1000", "age301"]  # oldest first
     late = {w.worker_id for w in qa.list_workers(aged)} - set(active) - set(stale)
-    assert late == {"age61", "age300"}  # between the thresholds: neither
+    assert late == {"age300"}  # between the thresholds: neither
+    # Fixed thresholds (the classic API's 60 s and 300 s) mean what they say.
+    assert [w.worker_id for w in qa.active_workers(aged, 60)] == ["age0", "age60"]
+    assert [w.worker_id for w in qa.stale_workers(aged, 300)] == ["age1000", "age301"]
 
 
 def test_liveness_thresholds_and_now(aged: qa.Store) -> None:
@@ -299,7 +304,7 @@ def test_circular_capabilities(db: qa.Store) -> None:
         (math.inf, ValueError, "must be a finite duration"),
         ("soon", ValueError, "is not a duration"),
         ("-5min", ValueError, "is not a duration"),
-        (None, TypeError, "must be seconds or a duration string"),
+        ([], TypeError, "must be seconds or a duration string"),
         (True, TypeError, "bool"),
     ],
 )

@@ -161,7 +161,7 @@ def test_single_beat_worker_is_not_alive_for_ever(db: qa.Store, clock: qa.FakeCl
     out = outages(db, now=T0 + 3600)
     assert _rows(out) == {("solo", T0, T0 + 3600)}
     spans = alive_intervals(db, now=T0 + 3600)
-    assert float((spans["end"] - spans["start"]).sum()) == 0.0
+    assert (spans["end"] - spans["start"]).sum() == pd.Timedelta(0)
     up = uptime(db, freq="400s", now=T0 + 3600)  # T0 is a multiple of 400 s
     assert len(up) == 9 and (up["alive_fraction"] == 0.0).all()
 
@@ -215,7 +215,7 @@ def test_no_alive_time_before_the_first_beat(db: qa.Store, clock: qa.FakeClock) 
     _fleet(db, clock)
     late = alive_intervals(db, since=T0 - 1000)
     late = late[late["worker_id"] == "late"]
-    assert late["start"].min() == T0 + 700
+    assert late["start"].min().timestamp() == T0 + 700
     up = uptime(db, freq="100s", since=T0 - 1000)
     assert up.loc[up["worker_id"] == "late", "bucket"].min().timestamp() == T0 + 700
     assert qa.heartbeat_gaps(db, until=T0 - 1).empty
@@ -372,9 +372,9 @@ def test_sample_windowed_reads_match_the_whole_history(sample: qa.Store) -> None
     assert _rows(part) == _rows(whole[keep])
     spans = alive_intervals(sample, min_gap="90s", now="latest")
     clipped = {
-        (str(w), max(s, lo_s), min(e, hi_s))
+        (str(w), max(s.timestamp(), lo_s), min(e.timestamp(), hi_s))
         for w, s, e in zip(spans["worker_id"], spans["start"], spans["end"], strict=True)
-        if e >= lo_s and s <= hi_s
+        if e.timestamp() >= lo_s and s.timestamp() <= hi_s
     }
     assert _rows(alive_intervals(sample, min_gap="90s", since=lo, until=hi, now="latest")) == (
         clipped

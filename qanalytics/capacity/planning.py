@@ -25,7 +25,7 @@ from .._time import parse_duration, parse_freq
 from ..read.common import UTC_DTYPE, as_utc, empty_frame, resolve_window
 from ..read.frames import attempts as _read_attempts
 from ..read.frames import tasks as _read_tasks
-from ..read.liveness import alive_intervals
+from ..read.liveness import alive_spans
 from ..store import Store
 from .queueing import (
     _cv2,
@@ -131,7 +131,7 @@ def _observe(db: Store, since: Any, until: Any, now: Any) -> _Observed:
 
     # The window starts no earlier than the store's first entry or heartbeat, so a
     # "7d" window over two days of history does not dilute the rates with empty days.
-    alive = alive_intervals(db, since=lo, until=hi, now=at)
+    alive = alive_spans(db, since=lo, until=hi, now=at)
     first = min(
         float(entry.min()) if len(entry) else math.inf,
         float(alive["start"].min()) if len(alive) else math.inf,

@@ -95,10 +95,6 @@ else:
     redact = lazy_function("qanalytics.store.postgres", "redact")
     tasks = lazy_module("qanalytics.write.tasks")
 
-#: The default of --threshold and --stale-after: qanalytics.state.STALE_AFTER_S as text
-#: (written out so that --help need not load the library; a test keeps them equal).
-STALE_DEFAULT = "5min"
-
 __all__ = [
     "DEFAULT_SINCE",
     "EXIT_PROBLEMS",
@@ -637,16 +633,16 @@ def _orphan_frame(found: list[Any]) -> pd.DataFrame:
 @click.option(
     "--stale-after",
     type=DURATION,
-    default=STALE_DEFAULT,
-    show_default=True,
-    help="A worker silent for longer than this is stale, and its tasks orphaned.",
+    default=None,
+    help="A worker silent for longer than this is stale, and its tasks orphaned "
+    "[default: ten of the worker's own expected beat intervals].",
 )
 @click.option("--dry-run", is_flag=True, help="List what would be taken back; change nothing.")
 @_format_option()
 @_columns_option
 @_now_option
 def requeue_orphans_command(
-    db_path: str | None, stale_after: float, dry_run: bool, fmt: str, now: str | None
+    db_path: str | None, stale_after: float | None, dry_run: bool, fmt: str, now: str | None
 ) -> None:
     """Put tasks held by stale or removed workers (or with expired leases) back in the queue.
 

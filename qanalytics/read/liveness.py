@@ -80,6 +80,7 @@ __all__ = [
     "CONTEXT_BEATS",
     "OUTAGE_FACTOR",
     "alive_intervals",
+    "alive_spans",
     "heartbeat_gaps",
     "outages",
     "unobserved",
@@ -814,7 +815,7 @@ def alive_intervals(
     Returns
     -------
     pandas.DataFrame
-        ``worker_id`` (category), ``start``, ``end`` (float epoch seconds), sorted by
+        ``worker_id`` (category), ``start``, ``end`` (UTC timestamps), sorted by
         worker and start. Before the store's raw history starts (see
         :func:`qanalytics.maintenance.prune`), a rolled-up minute counts as alive from its
         first to its last beat, and the gaps between minutes follow the rule above;
@@ -825,6 +826,37 @@ def alive_intervals(
     >>> import qanalytics as qa
     >>> with qa.connect(":memory:") as db:
     ...     spans = qa.alive_intervals(db, since="24h")
+    """
+    db.require("heartbeat_history", "alive_intervals()")
+    frame = alive_spans(db, since=since, until=until, now=now, min_gap=min_gap)
+    for column in ("start", "end"):
+        frame[column] = as_utc(frame[column].to_numpy(), frame.index)
+    return frame
+
+
+def alive_spans(
+    db: Store,
+    *,
+    since: Any = None,
+    until: Any = None,
+    now: Any = None,
+    min_gap: Any = None,
+) -> pd.DataFrame:
+    """:func:`alive_intervals` with ``start`` and ``end`` as float epoch seconds.
+
+    For the reads that do arithmetic on the spans (utilization, capacity planning).
+
+    Parameters
+    ----------
+    db : Store
+        The store.
+    since, until, now, min_gap
+        As for :func:`alive_intervals`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``worker_id`` (category), ``start``, ``end`` (float64 epoch seconds).
     """
     db.require("heartbeat_history", "alive_intervals()")
     lo, hi, at = resolve_window(db, since, until, now)

@@ -371,14 +371,18 @@ def queue_depth(db: Store, *, now: Any = None) -> pd.DataFrame:
 
 # -- workers by state ------------------------------------------------------------------------
 @share_docs
-def active_workers(db: Store, within: Any = ACTIVE_WITHIN_S, *, now: Any = None) -> list[Worker]:
-    """Workers whose last heartbeat is at most `within` old.
+def active_workers(db: Store, within: Any = None, *, now: Any = None) -> list[Worker]:
+    """Workers whose last heartbeat is recent: within three of their expected intervals.
 
     Parameters
     ----------
     {db}
-    within : float or str, default 60
-        Seconds or a duration string.
+    within : float, str or None
+        A fixed threshold (seconds or a duration string) for every worker. None (the
+        default) follows the liveness model, as :func:`qanalytics.workers` does: a
+        worker is active while its silence is at most three of its expected beat
+        intervals (see :mod:`qanalytics.history.intervals`). A legacy-layout store has
+        no model and uses 60 s.
     {now}
         The moment to judge at; defaults to the store clock. A past moment is answered from
         the heartbeat history, as the registry stood then.
@@ -388,6 +392,10 @@ def active_workers(db: Store, within: Any = ACTIVE_WITHIN_S, *, now: Any = None)
     list of Worker
         Most recent heartbeat first; removed workers are never active.
     """
+    if within is None:
+        if db.layout == "native":
+            return _as_of(db, now, active_within=None, stale_after=None, state="active")
+        within = ACTIVE_WITHIN_S
     within_s = parse_duration(within, name="within")
     if now is not None:
         return _as_of(db, now, active_within=within_s, stale_after=within_s, state="active")
@@ -403,17 +411,20 @@ def active_workers(db: Store, within: Any = ACTIVE_WITHIN_S, *, now: Any = None)
 
 @share_docs
 def stale_workers(
-    db: Store, stale_after: Any = STALE_AFTER_S, *, now: Any = None, after: Any = UNSET
+    db: Store, stale_after: Any = None, *, now: Any = None, after: Any = UNSET
 ) -> list[Worker]:
-    """Workers whose last heartbeat is more than `stale_after` old.
+    """Workers silent for too long: more than ten of their expected beat intervals.
 
     Parameters
     ----------
     {db}
-    stale_after : float or str, default 300
-        Seconds or a duration string: the stale threshold, named as in
+    stale_after : float, str or None
+        A fixed threshold (seconds or a duration string) for every worker, named as in
         :func:`qanalytics.workers`, :func:`qanalytics.queue_metrics` and
-        :func:`qanalytics.find_orphans`.
+        :func:`qanalytics.find_orphans`. None (the default) follows the liveness model,
+        as :func:`qanalytics.workers` does: stale after ten of the worker's expected
+        beat intervals (see :mod:`qanalytics.history.intervals`). A legacy-layout store
+        has no model and uses 300 s.
     {now}
         The moment to judge at; defaults to the store clock.
     after : float or str, optional
@@ -435,8 +446,12 @@ def stale_workers(
     ['w1']
     """
     stale_after = renamed_argument(
-        "stale_workers", "after", "stale_after", after, stale_after, STALE_AFTER_S
+        "stale_workers", "after", "stale_after", after, stale_after, None
     )
+    if stale_after is None:
+        if db.layout == "native":
+            return _as_of(db, now, active_within=None, stale_after=None, state="stale")
+        stale_after = STALE_AFTER_S
     after_s = parse_duration(stale_after, name="stale_after")
     if now is not None:
         return _as_of(db, now, active_within=0.0, stale_after=after_s, state="stale")
@@ -451,7 +466,7 @@ def stale_workers(
 
 
 def _as_of(
-    db: Store, now: Any, *, active_within: float, stale_after: float, state: str
+    db: Store, now: Any, *, active_within: float | None, stale_after: float | None, state: str
 ) -> list[Worker]:
     # The registry row holds only the latest beat; a past moment needs the history.
     frame = workers_frame(db, now=now, active_within=active_within, stale_after=stale_after)

@@ -60,7 +60,7 @@ from .common import (
     empty_frame,
     resolve_window,
 )
-from .liveness import alive_intervals
+from .liveness import alive_spans
 
 __all__ = [
     "depth_timeline",
@@ -1231,7 +1231,7 @@ def utilization(
     busy = _split_intervals(
         _worker_codes(att["worker"].to_numpy(), lut)[keep], a_start[keep], a_end[keep], width
     )
-    alive = alive_intervals(db, since=lo, until=hi, now=at)
+    alive = alive_spans(db, since=lo, until=hi, now=at)
     name_index = {name: i for i, name in enumerate(names)}
     alive_codes = np.array(
         [name_index.get(w, -1) for w in alive["worker_id"].astype(object)], dtype="int64"

@@ -17,8 +17,9 @@ import pandas as pd
 
 from .._time import parse_duration, to_datetime, to_epoch
 from ..errors import InvalidTransition, TaskNotFound, WorkerNotFound
+from ..history.intervals import Intervals, expected_intervals
 from ..history.marks import summarized_until
-from ..state import STALE_AFTER_S, state_sql
+from ..state import STALE_AFTER_S
 from ..store import Store
 from .task_hours import apply_changes, task_finish
 from .workers import check_worker_id, decode_json, encode_json
@@ -584,34 +585,58 @@ class Orphan:
     next_status: str
 
 
-def _orphan_rows(conn: Any, at: float, stale_s: float) -> list[Orphan]:
-    is_stale, stale_params = state_sql("stale", "w.last_heartbeat_at", at, stale_s)
+def _orphan_rows(conn: Any, at: float, stale_s: float | Intervals) -> list[Orphan]:
+    """Processing tasks whose lease expired or whose worker is removed or stale at `at`.
+
+    `stale_s` is one threshold for every worker, or the liveness model's intervals (each
+    worker stale after ``STALE_FACTOR`` of its own).
+    """
     rows = conn.execute(
-        "SELECT t.id, t.type, w.worker_id, t.attempts, t.max_attempts,"
-        " CASE WHEN w.removed_at IS NOT NULL THEN 'worker removed'"
-        f"      WHEN {is_stale} THEN 'worker stale'"
-        "      ELSE 'lease expired' END"
+        "SELECT t.id, t.type, w.worker_id, t.attempts, t.max_attempts, t.lease_until,"
+        " w.worker_key, w.removed_at, w.last_heartbeat_at"
         " FROM tasks t LEFT JOIN workers w ON w.worker_key = t.worker_key"
-        " WHERE t.status = 'processing' AND (t.lease_until < ? OR w.removed_at IS NOT NULL"
-        f"   OR {is_stale})"
-        " ORDER BY t.id",
-        (*stale_params, at, *stale_params),
+        " WHERE t.status = 'processing' ORDER BY t.id"
     ).fetchall()
-    return [
-        Orphan(
-            task_id=int(task_id),
-            type=type_,
-            worker_id=worker_id,
-            attempts=int(attempts),
-            max_attempts=int(max_attempts),
-            reason=reason,
-            next_status="queued" if attempts < max_attempts else "failed",
+    keys = [-1 if r[6] is None else int(r[6]) for r in rows]
+    if isinstance(stale_s, Intervals):
+        limits = stale_s.stale_after(keys).tolist()
+    else:
+        limits = [stale_s] * len(rows)
+    found = []
+    for row, limit in zip(rows, limits, strict=True):
+        task_id, type_, worker_id, attempts, max_attempts, lease, key, removed, last = row
+        if key is not None and removed is not None:
+            reason = "worker removed"
+        elif key is None or last is None or at - last > limit:
+            reason = "worker stale"  # the age as classify_ages computes it
+        elif lease is not None and lease < at:
+            reason = "lease expired"
+        else:
+            continue
+        found.append(
+            Orphan(
+                task_id=int(task_id),
+                type=type_,
+                worker_id=worker_id,
+                attempts=int(attempts),
+                max_attempts=int(max_attempts),
+                reason=reason,
+                next_status="queued" if attempts < max_attempts else "failed",
+            )
         )
-        for task_id, type_, worker_id, attempts, max_attempts, reason in rows
-    ]
+    return found
 
 
-def find_orphans(db: Store, *, stale_after: Any = STALE_AFTER_S, now: Any = None) -> list[Orphan]:
+def _stale_rule(db: Store, stale_after: Any, at: float) -> float | Intervals:
+    """A fixed stale threshold in seconds, or the model's intervals when it is None."""
+    if stale_after is None:
+        if db.layout == "native":
+            return expected_intervals(db, at)
+        stale_after = STALE_AFTER_S
+    return parse_duration(stale_after, name="stale_after")
+
+
+def find_orphans(db: Store, *, stale_after: Any = None, now: Any = None) -> list[Orphan]:
     """The tasks :func:`requeue_orphans` would take back now, without changing anything.
 
     Works on a read-only store, so an engineer can look before acting.
@@ -619,7 +644,11 @@ def find_orphans(db: Store, *, stale_after: Any = STALE_AFTER_S, now: Any = None
     Parameters
     ----------
     db : Store
-    stale_after : float or str, default 300
+    stale_after : float, str or None
+        A fixed stale threshold for every worker (seconds or a duration string). None
+        (the default) follows the liveness model, as :func:`qanalytics.workers` does:
+        a worker is stale after ten of its expected beat intervals (see
+        :mod:`qanalytics.history.intervals`; 300 s on a legacy-layout store).
     now : time-like, optional
         Defaults to the store clock.
 
@@ -628,14 +657,14 @@ def find_orphans(db: Store, *, stale_after: Any = STALE_AFTER_S, now: Any = None
     list of Orphan
         In task id order.
     """
-    stale_s = parse_duration(stale_after, name="stale_after")
     at = db.resolve_now(now)
+    rule = _stale_rule(db, stale_after, at)
     with db.wrap_errors("find orphaned tasks"):
-        return _orphan_rows(db.conn, at, stale_s)
+        return _orphan_rows(db.conn, at, rule)
 
 
 def requeue_orphans(
-    db: Store, *, stale_after: Any = STALE_AFTER_S, now: Any = None
+    db: Store, *, stale_after: Any = None, now: Any = None
 ) -> list[int]:
     """Take back tasks whose holder is gone, and queue them again.
 
@@ -649,7 +678,11 @@ def requeue_orphans(
     ----------
     db : Store
         A writable store.
-    stale_after : float or str, default 300
+    stale_after : float, str or None
+        A fixed stale threshold for every worker (seconds or a duration string). None
+        (the default) follows the liveness model, as :func:`qanalytics.workers` does:
+        a worker is stale after ten of its expected beat intervals (see
+        :mod:`qanalytics.history.intervals`; 300 s on a legacy-layout store).
     now : time-like, optional
         Defaults to the store clock.
 
@@ -658,10 +691,11 @@ def requeue_orphans(
     list of int
         The ids of the tasks taken back, in id order.
     """
-    stale_s = parse_duration(stale_after, name="stale_after")
+    if stale_after is not None:
+        parse_duration(stale_after, name="stale_after")  # a bad value fails before writing
     with db.transaction("requeue orphaned tasks") as conn:
         at = db.resolve_now(now)
-        found = _orphan_rows(conn, at, stale_s)
+        found = _orphan_rows(conn, at, _stale_rule(db, stale_after, at))
         for orphan in found:
             task_id, attempts, reason = orphan.task_id, orphan.attempts, orphan.reason
             closed = _close_attempt(conn, task_id, attempts, at, "abandoned", reason)
