@@ -543,6 +543,34 @@ def test_plan_recommends_more_workers_in_the_afternoon(diurnal: qa.Store) -> Non
     assert afternoon["ca2"].to_numpy() == pytest.approx([1.0] * 6, abs=0.3)
 
 
+def test_plan_needs_no_history_before_its_window(diurnal: qa.Store, tmp_path: Path) -> None:
+    """Tasks finished before the window change no answer, so the plan does not read them."""
+    now = diurnal.now()
+    lo = now - 20 * 3600
+    copy = tmp_path / "window.db"
+    with sqlite3.connect(copy) as target:
+        diurnal.conn.backup(target)
+    with sqlite3.connect(copy) as raw:
+        gone = raw.execute("SELECT count(*) FROM tasks WHERE finished_at < ?", (lo,)).fetchone()
+        raw.execute(
+            "DELETE FROM attempts WHERE task_id IN (SELECT id FROM tasks WHERE finished_at < ?)",
+            (lo,),
+        )
+        raw.execute("DELETE FROM tasks WHERE finished_at < ?", (lo,))
+    assert gone[0] > 1000  # most of the history
+    with qa.connect(copy, readonly=True, clock=lambda: now) as trimmed:
+        for by in ("hour_of_day", "type"):
+            pd.testing.assert_frame_equal(
+                cap.plan(trimmed, since=lo, by=by), cap.plan(diurnal, since=lo, by=by)
+            )
+        pd.testing.assert_frame_equal(
+            cap.littles_law(trimmed, since=lo), cap.littles_law(diurnal, since=lo)
+        )
+        pd.testing.assert_frame_equal(
+            cap.arrival_rates(trimmed, since=lo), cap.arrival_rates(diurnal, since=lo)
+        )
+
+
 def test_plan_growth_and_mean_target(diurnal: qa.Store) -> None:
     today = cap.plan(diurnal, since="48h")
     grown = cap.plan(diurnal, since="48h", growth=1.5)

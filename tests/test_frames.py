@@ -159,6 +159,26 @@ def test_attempts(db: qa.Store, clock: qa.FakeClock) -> None:
     assert list(attempts(db, workers="b", types="sms")["attempt"]) == [1, 2]
 
 
+def test_open_since_keeps_the_tasks_still_in_the_system(
+    db: qa.Store, clock: qa.FakeClock
+) -> None:
+    _build(db, clock)
+    whole = tasks(db)
+    for at in (T0, T0 + 15, T0 + 25, clock()):
+        fin = whole["finished_at"]
+        want = whole.loc[fin.isna() | (fin >= pd.Timestamp(at, unit="s", tz="UTC")), "id"]
+        got = tasks(db, open_since=at)
+        assert list(got["id"]) == list(want), at
+        pd.testing.assert_frame_equal(got, whole[whole["id"].isin(want)].reset_index(drop=True))
+        a = attempts(db, open_since=at)
+        assert set(a["task_id"]) <= set(want) and len(a) == whole.loc[
+            whole["id"].isin(want), "attempts"
+        ].sum()
+    assert list(tasks(db, open_since="1h")["id"]) == list(whole["id"])
+    with pytest.raises(ValueError, match="open_since"):
+        tasks(db, open_since="soon")
+
+
 def test_file_store_matches_memory(db: qa.Store, file_db: qa.Store, clock: qa.FakeClock) -> None:
     _build(db, clock)
     clock.set(T0)

@@ -75,9 +75,10 @@ def _observe(db: Store, since: Any, until: Any, now: Any) -> _Observed:
     db.require("attempt_history", "capacity planning (arrival_rates, service_times, fleet, plan)")
     db.require("heartbeat_history", "capacity planning (arrival_rates, service_times, fleet, plan)")
     lo, hi, at = resolve_window(db, since, until, now)
-    # Everything up to `hi`: tasks created before the window can still be queued in it.
-    t = _read_tasks(db, until=hi, now=at)
-    a = _read_attempts(db, until=hi, now=at)
+    # Tasks created before the window can still be queued in it: every task not finished
+    # before the window opens (a task finished earlier adds nothing to it).
+    t = _read_tasks(db, until=hi, now=at, open_since=lo)
+    a = _read_attempts(db, until=hi, now=at, open_since=lo)
     types = sorted(
         set(map(str, t["type"].cat.categories)) | set(map(str, a["type"].cat.categories))
     )

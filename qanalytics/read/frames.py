@@ -547,6 +547,16 @@ def _read_attempts(db: Store, where: str, params: list[Any]) -> pd.DataFrame:
     )
 
 
+def _moment(db: Store, when: Any, now: Any, name: str) -> float:
+    """A time-like or a duration before `now` (as `since` takes them), in epoch seconds."""
+    try:
+        lo, _hi, _at = resolve_window(db, when, None, now)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{name}: {exc}") from None
+    assert lo is not None
+    return lo
+
+
 def _has_external_ids(db: Store) -> bool:
     # Schema version 3 added tasks.external_id; an older file opened read-only lacks it.
     return db.schema_version >= 3
@@ -562,6 +572,7 @@ def tasks(
     until: Any = None,
     now: Any = None,
     ids: Any = None,
+    open_since: Any = None,
 ) -> pd.DataFrame:
     """One row per task, as it stood at `now`.
 
@@ -582,6 +593,10 @@ def tasks(
     ids : int, iterable of int or None
         Only these task ids (bound as parameters; ids not in the store are simply absent).
         A task created after `now` is absent too.
+    open_since : time-like, duration or None
+        Only tasks not finished before this moment (still open at it, or created or
+        finished after it): with `until`, every task that was in the system during a
+        window, without reading the history before it.
 
     Returns
     -------
@@ -611,12 +626,19 @@ def tasks(
             db, status=statuses, types=type_list, since=since, until=until, now=now
         )
         frame["external_id"] = pd.Series([None] * len(frame), dtype=object, index=frame.index)
+        if open_since is not None:
+            from_ = pd.Timestamp(_moment(db, open_since, now, "open_since"), unit="s", tz="UTC")
+            keep = frame["finished_at"].isna() | (frame["finished_at"] >= from_)
+            frame = frame[keep].reset_index(drop=True)
         if id_list is None:
             return frame
         return frame[frame["id"].isin(id_list)].reset_index(drop=True)
     lo, hi, at = resolve_window(db, since, until, now)
     wk = worker_keys(db, at)
     where, params = window_where("t.created_at", lo, hi)
+    if open_since is not None:
+        where.append("(t.finished_at IS NULL OR t.finished_at >= ?)")
+        params.append(_moment(db, open_since, now, "open_since"))
     if id_list is not None:
         # No ids selects nothing; "IN ()" is not valid SQL everywhere.
         clause, values = in_list_sql("t.id", id_list) if id_list else ("1 = 0", [])
@@ -722,6 +744,7 @@ def attempts(
     types: Any = None,
     workers: Any = None,
     task_ids: Any = None,
+    open_since: Any = None,
 ) -> pd.DataFrame:
     """One row per attempt (claim) of a task, as it stood at `now`.
 
@@ -738,6 +761,9 @@ def attempts(
         Only attempts by these workers.
     task_ids : int, iterable of int or None
         Only attempts at these tasks (bound as parameters).
+    open_since : time-like, duration or None
+        Only attempts at tasks not finished before this moment, as for
+        :func:`qanalytics.tasks`.
 
     Returns
     -------
@@ -754,6 +780,12 @@ def attempts(
     lo, hi, at = resolve_window(db, since, until, now)
     wk = worker_keys(db, at)
     where, params = window_where("a.claimed_at", lo, hi)
+    if open_since is not None:
+        where.append(
+            "a.task_id IN (SELECT t.id FROM tasks t"
+            " WHERE t.finished_at IS NULL OR t.finished_at >= ?)"
+        )
+        params.append(_moment(db, open_since, now, "open_since"))
     if id_list is not None:
         clause, values = in_list_sql("a.task_id", id_list) if id_list else ("1 = 0", [])
         where.append(clause)
