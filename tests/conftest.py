@@ -139,14 +139,21 @@ def store_target(backend: str, db_path: Path) -> Iterator[str]:
         yield str(db_path)
 
 
-@pytest.fixture
-def db(backend: str, clock: qa.FakeClock) -> Iterator[qa.Store]:
+@contextlib.contextmanager
+def store_for(backend: str, clock: qa.FakeClock) -> Iterator[qa.Store]:
+    """A fresh store on `backend`: in memory, or a new PostgreSQL schema."""
     if backend == "postgresql":
         with postgres_schema() as url, qa.connect(url, clock=clock) as store:
             yield store
     else:
         with qa.connect(":memory:", clock=clock) as store:
             yield store
+
+
+@pytest.fixture
+def db(backend: str, clock: qa.FakeClock) -> Iterator[qa.Store]:
+    with store_for(backend, clock) as store:
+        yield store
 
 
 @pytest.fixture

@@ -10,14 +10,12 @@ raw beats alone. The same answers must hold after ``summarize`` and after ``prun
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import liveness_reference as reference
 import pytest
-from conftest import postgres_schema
+from conftest import store_for
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
@@ -193,16 +191,6 @@ def _compare(db: qa.Store, fleet: Fleet, stage: str, *, pruned: bool) -> None:
     assert got_states == states, stage
 
 
-@contextlib.contextmanager
-def _store(backend: str, clock: qa.FakeClock) -> Iterator[qa.Store]:
-    if backend == "postgresql":
-        with postgres_schema() as url, qa.connect(url, clock=clock) as store:
-            yield store
-    else:
-        with qa.connect(":memory:", clock=clock) as store:
-            yield store
-
-
 @settings(
     max_examples=40, deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -210,7 +198,7 @@ def _store(backend: str, clock: qa.FakeClock) -> Iterator[qa.Store]:
 @given(fleet=fleets())
 def test_liveness_equals_the_plain_recomputation(backend: str, fleet: Fleet) -> None:
     clock = qa.FakeClock(T0 - 1)
-    with _store(backend, clock) as db:
+    with store_for(backend, clock) as db:
         _write(db, clock, fleet)
         _compare(db, fleet, "raw", pruned=False)
         mt.summarize(db, lag=0, now=fleet.end)

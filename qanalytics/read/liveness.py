@@ -827,7 +827,6 @@ def alive_intervals(
     >>> with qa.connect(":memory:") as db:
     ...     spans = qa.alive_intervals(db, since="24h")
     """
-    db.require("heartbeat_history", "alive_intervals()")
     frame = alive_spans(db, since=since, until=until, now=now, min_gap=min_gap)
     for column in ("start", "end"):
         frame[column] = as_utc(frame[column].to_numpy(), frame.index)

@@ -691,11 +691,12 @@ def requeue_orphans(
     list of int
         The ids of the tasks taken back, in id order.
     """
-    if stale_after is not None:
-        parse_duration(stale_after, name="stale_after")  # a bad value fails before writing
+    # The thresholds (the model's reads of beat history) are settled before the write
+    # lock is taken; a bad value fails before anything is written.
+    rule = _stale_rule(db, stale_after, db.resolve_now(now))
     with db.transaction("requeue orphaned tasks") as conn:
         at = db.resolve_now(now)
-        found = _orphan_rows(conn, at, _stale_rule(db, stale_after, at))
+        found = _orphan_rows(conn, at, rule)
         for orphan in found:
             task_id, attempts, reason = orphan.task_id, orphan.attempts, orphan.reason
             closed = _close_attempt(conn, task_id, attempts, at, "abandoned", reason)
